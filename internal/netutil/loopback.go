@@ -25,3 +25,14 @@ func DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	}
 	return d.DialContext(ctx, network, addr)
 }
+
+// FreeLoopbackAddr returns "127.0.0.1:port" for a port that was free a
+// moment ago (for tests and for dev deployments picking their ports).
+func FreeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

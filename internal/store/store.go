@@ -1,0 +1,210 @@
+// Package store keeps opendps state in etcd: an embedded member by default,
+// or an external etcd cluster.
+//
+// Keyspace (DESIGN §4): one prefix per instance, so that an instance can be
+// replicated, exported or deleted as a unit.
+//
+//	/opendps/dir/{instance}            directory entry (model.DirEntry): what writes are fenced on
+//	/opendps/scope/{idScope}           -> instance name
+//	/opendps/i/{instance}/conf         model.Instance
+//	/opendps/i/{instance}/{kind}/{id}  records: enr, grp, reg, reggrp, cert, hub, op
+//
+// Every write to an instance goes through Update, one etcd transaction that
+// also compares the instance's directory entry (role and epoch), so a node
+// that missed a failover cannot write. Etags live in the records, never in
+// etcd revisions, which differ between regions.
+//
+// A Store is safe for concurrent use.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Errors returned by the store.
+var (
+	ErrNotFound    = errors.New("store: not found")
+	ErrExists      = errors.New("store: already exists")
+	ErrFenced      = errors.New("store: instance is not writable in this region (fenced)")
+	ErrConflict    = errors.New("store: too much contention, try again")
+	ErrUnavailable = errors.New("store: storage unavailable")
+)
+
+// Record kinds under an instance prefix.
+const (
+	KindEnrollment        = "enr"
+	KindGroup             = "grp"
+	KindRegistration      = "reg"
+	KindGroupRegistration = "reggrp" // index: reggrp/{group}/{registration} -> ""
+	KindCertificate       = "cert"
+	KindHub               = "hub"
+	KindOperation         = "op"
+)
+
+const (
+	rootPrefix  = "/opendps/"
+	dirPrefix   = rootPrefix + "dir/"
+	scopePrefix = rootPrefix + "scope/"
+	instPrefix  = rootPrefix + "i/"
+)
+
+// DirKey is the directory entry key of an instance.
+func DirKey(instance string) string { return dirPrefix + instance }
+
+// ScopeKey is the ID-scope index key.
+func ScopeKey(idScope string) string { return scopePrefix + strings.ToLower(idScope) }
+
+// InstancePrefix is the prefix holding all of an instance's records.
+func InstancePrefix(instance string) string { return instPrefix + instance + "/" }
+
+// ConfKey is the key of the instance configuration.
+func ConfKey(instance string) string { return InstancePrefix(instance) + "conf" }
+
+// Key is the key of record id (case-folded) of kind in instance.
+func Key(instance, kind, id string) string {
+	return InstancePrefix(instance) + kind + "/" + strings.ToLower(id)
+}
+
+// KindPrefix is the prefix of all records of kind in instance.
+func KindPrefix(instance, kind string) string { return InstancePrefix(instance) + kind + "/" }
+
+// Store is the etcd-backed state of a node.
+type Store struct {
+	cli     *clientv3.Client
+	etcd    *embed.Etcd // nil with an external cluster
+	log     *slog.Logger
+	timeout time.Duration
+	region  string
+}
+
+// Client returns the etcd client (for elections and watches).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Etcd returns the embedded member, or nil with an external cluster.
+func (s *Store) Etcd() *embed.Etcd { return s.etcd }
+
+// Close stops the client and the embedded member. It is idempotent.
+func (s *Store) Close() error {
+	if s.cli != nil {
+		s.cli.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+		<-s.etcd.Server.StopNotify()
+	}
+	return nil
+}
+
+// opCtx bounds one storage request, so a request stuck on a dead leader fails
+// over instead of hanging.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+func wrapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for _, e := range []error{ErrNotFound, ErrExists, ErrFenced, ErrConflict, ErrUnavailable} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// Get reads key into v (JSON). It reports whether the key exists.
+func (s *Store) Get(ctx context.Context, key string, v any) (bool, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return false, wrapErr(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return false, nil
+	}
+	return true, json.Unmarshal(resp.Kvs[0].Value, v)
+}
+
+// Page is one page of a key-range listing.
+type Page struct {
+	Values [][]byte
+	// Next is the last key returned when more keys may follow, "" at the end.
+	Next string
+}
+
+// List returns up to limit values under prefix whose keys sort after after
+// ("" for the first page). It reads one key range: no full scans.
+func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	start := prefix
+	if after != "" {
+		if !strings.HasPrefix(after, prefix) {
+			return Page{}, fmt.Errorf("store: continuation outside %s", prefix)
+		}
+		start = after + "\x00"
+	}
+	resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)))
+	if err != nil {
+		return Page{}, wrapErr(err)
+	}
+	p := Page{}
+	for _, kv := range resp.Kvs {
+		p.Values = append(p.Values, kv.Value)
+	}
+	if resp.More && len(resp.Kvs) > 0 {
+		p.Next = string(resp.Kvs[len(resp.Kvs)-1].Key)
+	}
+	return p, nil
+}
+
+// Keys returns up to limit keys under prefix after after, like List.
+func (s *Store) Keys(ctx context.Context, prefix, after string, limit int) ([]string, string, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	start := prefix
+	if after != "" {
+		start = after + "\x00"
+	}
+	resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, "", wrapErr(err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+	}
+	next := ""
+	if resp.More && len(keys) > 0 {
+		next = keys[len(keys)-1]
+	}
+	return keys, next, nil
+}
+
+// Count returns the number of keys under prefix.
+func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, wrapErr(err)
+	}
+	return resp.Count, nil
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/netutil"
+)
+
+func openTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	c, _ := netutil.FreeLoopbackAddr()
+	p, _ := netutil.FreeLoopbackAddr()
+	s, err := Open(context.Background(), Config{DataDir: dir, Name: "n1", Region: "westeurope",
+		ClientURL: "http://" + c, PeerURL: "http://" + p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newInstance(t *testing.T, s *Store, name, scope string) {
+	t.Helper()
+	dir := model.DirEntry{Name: name, IDScope: scope, Primary: "westeurope", Role: model.RolePrimary, Epoch: 1}
+	if err := s.CreateInstance(context.Background(), dir, &model.Instance{Name: name, IDScope: scope}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInstanceLifecycleAndRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	newInstance(t, s, "a", "0ne0000000A")
+	if err := s.CreateInstance(ctx, model.DirEntry{Name: "b", IDScope: "0NE0000000a"}, &model.Instance{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate scope: err = %v, want ErrExists", err)
+	}
+	err := s.Update(ctx, "a", func(tx *Tx) error {
+		return tx.Put(Key("a", KindEnrollment, "Dev1"), map[string]string{"registrationId": "Dev1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openTest(t, dir)
+	defer s.Close()
+	if name, err := s.ResolveScope(ctx, "0NE0000000a"); err != nil || name != "a" {
+		t.Fatalf("ResolveScope = %q, %v", name, err)
+	}
+	var got map[string]string
+	if ok, err := s.Get(ctx, Key("a", KindEnrollment, "dev1"), &got); !ok || err != nil || got["registrationId"] != "Dev1" {
+		t.Fatalf("after restart: %v %v %v", ok, err, got)
+	}
+	if err := s.DeleteInstance(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Count(ctx, InstancePrefix("a")); n != 0 {
+		t.Errorf("%d keys left after delete", n)
+	}
+	if _, err := s.ResolveScope(ctx, "0ne0000000a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("scope after delete: %v", err)
+	}
+}
+
+func TestUpdateIsFenced(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	newInstance(t, s, "a", "0ne0000000A")
+	// A failover elsewhere demotes the instance here (epoch 2, secondary).
+	b := (`{"name":"a","idScope":"0ne0000000A","primary":"northeurope","epoch":2,"drEnabled":false,"role":"secondary"}`)
+	if _, err := s.cli.Put(ctx, DirKey("a"), b); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(ctx, "a", func(tx *Tx) error { return tx.Put(Key("a", KindEnrollment, "x"), 1) })
+	if !errors.Is(err, ErrFenced) {
+		t.Fatalf("Update on demoted instance: err = %v, want ErrFenced", err)
+	}
+	if n, _ := s.Count(ctx, KindPrefix("a", KindEnrollment)); n != 0 {
+		t.Errorf("fenced write landed")
+	}
+}
+
+func TestUpdateConflictRetries(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	newInstance(t, s, "a", "0ne0000000A")
+	key := Key("a", KindEnrollment, "counter")
+	// A concurrent writer changes the key between read and commit once;
+	// Update must retry and not lose either increment.
+	interfered := false
+	err := s.Update(ctx, "a", func(tx *Tx) error {
+		var n int
+		tx.Get(key, &n)
+		if !interfered {
+			interfered = true
+			s.cli.Put(ctx, key, "10")
+		}
+		return tx.Put(key, n+1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	s.Get(ctx, key, &n)
+	if n != 11 {
+		t.Errorf("counter = %d, want 11", n)
+	}
+}
+
+func TestListPages(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	newInstance(t, s, "a", "0ne0000000A")
+	s.Update(ctx, "a", func(tx *Tx) error {
+		for i := range 25 {
+			tx.Put(Key("a", KindEnrollment, fmt.Sprintf("d%02d", i)), i)
+		}
+		return nil
+	})
+	var all []string
+	after := ""
+	pages := 0
+	for {
+		p, err := s.List(ctx, KindPrefix("a", KindEnrollment), after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, v := range p.Values {
+			all = append(all, string(v))
+		}
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	if len(all) != 25 || pages != 3 {
+		t.Errorf("got %d values in %d pages, want 25 in 3", len(all), pages)
+	}
+}
