@@ -122,8 +122,7 @@ func startEmbedded(cfg Config) (e *embed.Etcd, err error) {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.QuotaBackendBytes = cfg.QuotaBytes
-	ec.LogLevel = "error"
-	ec.LogOutputs = []string{"stderr"}
+	ec.ZapLoggerBuilder = etcdLogger()
 	e, err = embed.StartEtcd(ec)
 	if err != nil {
 		return nil, fmt.Errorf("store: start etcd: %w", err)

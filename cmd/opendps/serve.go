@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/opendps/opendps/internal/node"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func init() { register(serveCmd) }
+
+// nodeFlags binds the node configuration to flags of cmd.
+func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
+	f := cmd.Flags()
+	configFile := f.String("config", "", "JSON config file (flags given explicitly override it)")
+	f.StringVar(&c.Name, "name", c.Name, "node name, unique in its region")
+	f.StringVar(&c.Region, "region", c.Region, "region of the node (from the catalog)")
+	f.StringVar(&c.Zone, "zone", c.Zone, "availability zone of the node")
+	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory (etcd data, local CA, operator token)")
+	f.StringVar(&c.CADir, "ca-dir", c.CADir, "directory of the local CA (default DATA-DIR/tls)")
+	f.StringVar(&c.DeviceAddr, "device-addr", c.DeviceAddr, "listen address of the device API (HTTPS)")
+	f.StringVar(&c.ServiceAddr, "service-addr", c.ServiceAddr, "listen address of the service API")
+	f.StringVar(&c.ControlAddr, "control-addr", c.ControlAddr, "listen address of the control API")
+	f.StringVar(&c.ConsoleAddr, "console-addr", c.ConsoleAddr, "listen address of the web console")
+	f.StringVar(&c.EtcdClientAddr, "etcd-client-addr", c.EtcdClientAddr, "client address of the embedded etcd member")
+	f.StringVar(&c.EtcdPeerAddr, "etcd-peer-addr", c.EtcdPeerAddr, "peer address of the embedded etcd member")
+	f.StringVar(&c.EtcdInitialCluster, "etcd-initial-cluster", c.EtcdInitialCluster, "name=http://host:port,... of the region's members")
+	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "use this external etcd cluster instead of an embedded member")
+	f.StringSliceVar(&c.HostNames, "host-name", c.HostNames, "host names clients use for this node (server certificate SANs)")
+	f.StringVar(&c.ServiceDomain, "service-domain", c.ServiceDomain, "instance N's service API is served at N.DOMAIN")
+	f.StringVar(&c.PublicDeviceHost, "public-device-host", c.PublicDeviceHost, "device endpoint host[:port] reported to tenants")
+	f.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "serve this certificate (PEM) instead of one from the local CA")
+	f.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "private key of --tls-cert")
+	f.StringVar(&c.OperatorToken, "operator-token", envOr("OPENDPS_OPERATOR_TOKEN", c.OperatorToken), "control API credential (default: DATA-DIR/operator-token, created on first start)")
+	f.StringVar(&c.RegionsFile, "regions-file", c.RegionsFile, "JSON file extending the region catalog")
+	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	return configFile
+}
+
+// resolveNodeConfig applies the config file, then re-applies the flags the
+// user set explicitly, so flags win.
+func resolveNodeConfig(cmd *cobra.Command, c *node.Config, configFile string) error {
+	if configFile == "" {
+		return nil
+	}
+	explicit := map[string]string{}
+	cmd.Flags().Visit(func(f *pflag.Flag) { explicit[f.Name] = f.Value.String() })
+	if err := c.LoadConfigFile(configFile); err != nil {
+		return err
+	}
+	for name, v := range explicit {
+		if name == "config" {
+			continue
+		}
+		if err := cmd.Flags().Set(name, v); err != nil {
+			return fmt.Errorf("flag --%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func serveCmd() *cobra.Command {
+	cfg := node.DefaultConfig()
+	var configFile *string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one opendps node",
+		Long: `Run one opendps node: an embedded etcd member (or a client of an external
+etcd cluster) and the device, service, control and console APIs over TLS.
+On first start it creates a local CA and an operator token in the data
+directory; a restart with the same data directory keeps everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := resolveNodeConfig(cmd, &cfg, *configFile); err != nil {
+				return err
+			}
+			n, err := node.Start(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			select {
+			case <-cmd.Context().Done():
+				errf("opendps: shutting down")
+				return nil
+			case err := <-n.Err():
+				return err
+			}
+		},
+	}
+	configFile = nodeFlags(cmd, &cfg)
+	return cmd
+}

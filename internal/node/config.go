@@ -1,0 +1,150 @@
+// Package node runs one opendps server process: the embedded etcd member
+// (or a client of an external cluster), the device, service, control and
+// console listeners, all over TLS.
+//
+//	n, err := node.Start(ctx, cfg)
+//	...
+//	<-n.ReadyNotify()
+//	defer n.Close()
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is everything a node needs. Flags, the JSON config file and
+// DefaultConfig all map to these fields.
+type Config struct {
+	// Name is the node's name, unique in its region (the etcd member name).
+	Name string `json:"name"`
+	// Region and Zone place the node (Region must be in the catalog).
+	Region string `json:"region"`
+	Zone   string `json:"zone"`
+	// DataDir holds the etcd data, the local CA and the operator token.
+	DataDir string `json:"dataDir"`
+	// CADir holds the local CA (default DataDir/tls). Nodes of a dev
+	// deployment share one.
+	CADir string `json:"caDir,omitempty"`
+
+	// Listen addresses (host:port). Port 0 picks a free port.
+	DeviceAddr  string `json:"deviceAddr"`
+	ServiceAddr string `json:"serviceAddr"`
+	ControlAddr string `json:"controlAddr"`
+	ConsoleAddr string `json:"consoleAddr"`
+
+	// EtcdClientAddr and EtcdPeerAddr are the embedded member's addresses
+	// (host:port, a real port).
+	EtcdClientAddr string `json:"etcdClientAddr"`
+	EtcdPeerAddr   string `json:"etcdPeerAddr"`
+	// EtcdInitialCluster is "name=http://host:port,..." for a multi-member
+	// region; empty for a single member.
+	EtcdInitialCluster string `json:"etcdInitialCluster,omitempty"`
+	// EtcdEndpoints, when set, uses an external etcd cluster instead of an
+	// embedded member.
+	EtcdEndpoints []string `json:"etcdEndpoints,omitempty"`
+
+	// HostNames are the names clients use to reach this node; they go into
+	// the server certificate with localhost and 127.0.0.1.
+	HostNames []string `json:"hostNames,omitempty"`
+	// ServiceDomain: the service API of instance N is served at host
+	// N.ServiceDomain, as Azure serves {name}.azure-devices-provisioning.net.
+	ServiceDomain string `json:"serviceDomain"`
+	// PublicDeviceHost overrides the device endpoint host[:port] that the
+	// control API reports (default: first host name and the device port).
+	PublicDeviceHost string `json:"publicDeviceHost,omitempty"`
+	// TLSCertFile and TLSKeyFile, when both set, are served instead of
+	// certificates from the local CA.
+	TLSCertFile string `json:"tlsCertFile,omitempty"`
+	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
+
+	// OperatorToken authenticates the control API and the console. Empty:
+	// read from DataDir/operator-token, created on first start.
+	OperatorToken string `json:"operatorToken,omitempty"`
+	// RegionsFile extends or overrides the built-in region catalog.
+	RegionsFile string `json:"regionsFile,omitempty"`
+
+	// StoreTimeout bounds each storage request (0: 5s).
+	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
+// DefaultConfig returns the configuration of a single node listening on
+// the standard opendps ports.
+func DefaultConfig() Config {
+	return Config{
+		Name:           "node1",
+		Region:         "westeurope",
+		Zone:           "1",
+		DataDir:        "opendps-data",
+		DeviceAddr:     ":8443",
+		ServiceAddr:    ":8444",
+		ControlAddr:    ":8445",
+		ConsoleAddr:    ":8446",
+		EtcdClientAddr: "127.0.0.1:2379",
+		EtcdPeerAddr:   "127.0.0.1:2380",
+		ServiceDomain:  "localhost",
+		LogLevel:       "info",
+	}
+}
+
+// LoadConfigFile overlays the JSON file at path onto c.
+func (c *Config) LoadConfigFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("node: config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is required"))
+	}
+	if c.Region == "" {
+		errs = append(errs, errors.New("region is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir is required"))
+	}
+	for name, a := range map[string]string{"deviceAddr": c.DeviceAddr, "serviceAddr": c.ServiceAddr, "controlAddr": c.ControlAddr, "consoleAddr": c.ConsoleAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port", name, a))
+		}
+	}
+	if len(c.EtcdEndpoints) == 0 {
+		for name, a := range map[string]string{"etcdClientAddr": c.EtcdClientAddr, "etcdPeerAddr": c.EtcdPeerAddr} {
+			if _, p, err := net.SplitHostPort(a); err != nil || p == "0" {
+				errs = append(errs, fmt.Errorf("%s %q must be host:port with a real port", name, a))
+			}
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tlsCertFile and tlsKeyFile go together"))
+	}
+	if c.ServiceDomain == "" || strings.Contains(c.ServiceDomain, ":") {
+		errs = append(errs, errors.New("serviceDomain must be a DNS domain without port"))
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("node: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opendps/opendps/internal/pki"
+	"github.com/opendps/opendps/internal/regions"
+	"github.com/opendps/opendps/internal/store"
+)
+
+// Node is a running opendps server.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	catalog *regions.Catalog
+	ca      *pki.CA // nil with an operator-supplied certificate
+	store   *store.Store
+	token   string
+
+	servers []*http.Server
+	addrs   map[string]string // listener name -> bound address
+
+	readyc    chan struct{}
+	errc      chan error
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// Listener names.
+const (
+	ListenerDevice  = "device"
+	ListenerService = "service"
+	ListenerControl = "control"
+	ListenerConsole = "console"
+)
+
+// Start validates cfg, opens the store and serves every listener. On error
+// nothing is left running.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: newLogger(cfg.LogLevel).With("node", cfg.Name, "region", cfg.Region, "zone", cfg.Zone),
+		addrs: map[string]string{}, readyc: make(chan struct{}), errc: make(chan error, 8)}
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+	if n.catalog, err = regions.Load(cfg.RegionsFile); err != nil {
+		return nil, err
+	}
+	if _, err = n.catalog.Lookup(cfg.Region); err != nil {
+		return nil, fmt.Errorf("node: region: %w", err)
+	}
+	if err = os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	getCert, err := n.setupTLS()
+	if err != nil {
+		return nil, err
+	}
+	if n.token, err = loadOrCreateToken(cfg); err != nil {
+		return nil, err
+	}
+	if n.store, err = n.openStore(ctx); err != nil {
+		return nil, err
+	}
+	handlers, err := n.handlers()
+	if err != nil {
+		return nil, err
+	}
+	if err = n.serve(getCert, handlers); err != nil {
+		return nil, err
+	}
+	close(n.readyc)
+	n.log.Info("node ready", "device", n.addrs[ListenerDevice], "service", n.addrs[ListenerService],
+		"control", n.addrs[ListenerControl], "console", n.addrs[ListenerConsole])
+	return n, nil
+}
+
+func (n *Node) setupTLS() (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	if n.cfg.TLSCertFile != "" {
+		return pki.StaticCertificate(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
+	}
+	dir := n.cfg.CADir
+	if dir == "" {
+		dir = filepath.Join(n.cfg.DataDir, "tls")
+	}
+	ca, err := pki.LoadOrCreateCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	n.ca = ca
+	names := append([]string{"localhost", "127.0.0.1"}, n.cfg.HostNames...)
+	suffix := "." + strings.ToLower(n.cfg.ServiceDomain)
+	m, err := pki.NewMinter(ca, names, func(host string) bool {
+		label, ok := strings.CutSuffix(host, suffix)
+		return ok && label != "" && !strings.Contains(label, ".") && len(label) <= 63
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.GetCertificate, nil
+}
+
+func (n *Node) openStore(ctx context.Context) (*store.Store, error) {
+	sc := store.Config{DataDir: n.cfg.DataDir, Name: n.cfg.Name, Region: n.cfg.Region,
+		ClientURL: "http://" + n.cfg.EtcdClientAddr, PeerURL: "http://" + n.cfg.EtcdPeerAddr,
+		InitialCluster: n.cfg.EtcdInitialCluster, External: n.cfg.EtcdEndpoints,
+		RequestTimeout: n.cfg.StoreTimeout, Logger: n.log.With("component", "store")}
+	return store.Open(ctx, sc)
+}
+
+func (n *Node) serve(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), handlers map[string]http.Handler) error {
+	for _, l := range []struct{ name, addr string }{
+		{ListenerDevice, n.cfg.DeviceAddr}, {ListenerService, n.cfg.ServiceAddr},
+		{ListenerControl, n.cfg.ControlAddr}, {ListenerConsole, n.cfg.ConsoleAddr},
+	} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("node: listen %s %s: %w", l.name, l.addr, err)
+		}
+		n.addrs[l.name] = ln.Addr().String()
+		srv := &http.Server{
+			Handler:           handlers[l.name],
+			TLSConfig:         pki.ServerTLS(getCert),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		}
+		n.servers = append(n.servers, srv)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.errc <- fmt.Errorf("node: %s listener: %w", l.name, err)
+			}
+		}()
+	}
+	return nil
+}
+
+// ReadyNotify is closed when every listener serves.
+func (n *Node) ReadyNotify() <-chan struct{} { return n.readyc }
+
+// Err reports fatal errors of the running node (a listener or the
+// embedded etcd member failing).
+func (n *Node) Err() <-chan error { return n.errc }
+
+// Addr returns the bound address of a listener (ListenerDevice, ...).
+func (n *Node) Addr(listener string) string { return n.addrs[listener] }
+
+// Store returns the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// CA returns the local CA, or nil when an operator certificate is served.
+func (n *Node) CA() *pki.CA { return n.ca }
+
+// Catalog returns the region catalog.
+func (n *Node) Catalog() *regions.Catalog { return n.catalog }
+
+// OperatorToken returns the control API credential.
+func (n *Node) OperatorToken() string { return n.token }
+
+// Config returns the configuration the node runs with.
+func (n *Node) Config() Config { return n.cfg }
+
+// Close stops the listeners (letting requests in flight finish for a few
+// seconds) and then the store. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range n.servers {
+			s.Shutdown(ctx)
+		}
+		n.wg.Wait()
+		if n.store != nil {
+			n.store.Close()
+		}
+		n.log.Info("node stopped")
+	})
+	return nil
+}
+
+func loadOrCreateToken(cfg Config) (string, error) {
+	if cfg.OperatorToken != "" {
+		return cfg.OperatorToken, nil
+	}
+	p := filepath.Join(cfg.DataDir, "operator-token")
+	if b, err := os.ReadFile(p); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	t := base64.RawURLEncoding.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(t+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return t, nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
