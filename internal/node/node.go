@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendps/opendps/internal/enrollment"
+	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/regions"
 	"github.com/opendps/opendps/internal/store"
@@ -29,6 +31,10 @@ type Node struct {
 	ca      *pki.CA // nil with an operator-supplied certificate
 	store   *store.Store
 	token   string
+
+	hubTLS      *tls.Config
+	instances   *instance.Manager
+	enrollments *enrollment.Service
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
@@ -80,13 +86,18 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.store, err = n.openStore(ctx); err != nil {
 		return nil, err
 	}
-	handlers, err := n.handlers()
+	lns, err := n.listen()
 	if err != nil {
 		return nil, err
 	}
-	if err = n.serve(getCert, handlers); err != nil {
+	handlers, err := n.handlers()
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
 		return nil, err
 	}
+	n.serve(lns, getCert, handlers)
 	close(n.readyc)
 	n.log.Info("node ready", "device", n.addrs[ListenerDevice], "service", n.addrs[ListenerService],
 		"control", n.addrs[ListenerControl], "console", n.addrs[ListenerConsole])
@@ -126,18 +137,30 @@ func (n *Node) openStore(ctx context.Context) (*store.Store, error) {
 	return store.Open(ctx, sc)
 }
 
-func (n *Node) serve(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), handlers map[string]http.Handler) error {
+// listen binds every listener, so that handlers know the real ports.
+func (n *Node) listen() (map[string]net.Listener, error) {
+	lns := map[string]net.Listener{}
 	for _, l := range []struct{ name, addr string }{
 		{ListenerDevice, n.cfg.DeviceAddr}, {ListenerService, n.cfg.ServiceAddr},
 		{ListenerControl, n.cfg.ControlAddr}, {ListenerConsole, n.cfg.ConsoleAddr},
 	} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			return fmt.Errorf("node: listen %s %s: %w", l.name, l.addr, err)
+			for _, o := range lns {
+				o.Close()
+			}
+			return nil, fmt.Errorf("node: listen %s %s: %w", l.name, l.addr, err)
 		}
+		lns[l.name] = ln
 		n.addrs[l.name] = ln.Addr().String()
+	}
+	return lns, nil
+}
+
+func (n *Node) serve(lns map[string]net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), handlers map[string]http.Handler) {
+	for name, ln := range lns {
 		srv := &http.Server{
-			Handler:           handlers[l.name],
+			Handler:           handlers[name],
 			TLSConfig:         pki.ServerTLS(getCert),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
@@ -151,11 +174,10 @@ func (n *Node) serve(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 		go func() {
 			defer n.wg.Done()
 			if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.errc <- fmt.Errorf("node: %s listener: %w", l.name, err)
+				n.errc <- fmt.Errorf("node: %s listener: %w", name, err)
 			}
 		}()
 	}
-	return nil
 }
 
 // ReadyNotify is closed when every listener serves.
@@ -179,6 +201,21 @@ func (n *Node) Catalog() *regions.Catalog { return n.catalog }
 
 // OperatorToken returns the control API credential.
 func (n *Node) OperatorToken() string { return n.token }
+
+// Instances returns the control-plane manager.
+func (n *Node) Instances() *instance.Manager { return n.instances }
+
+// Enrollments returns the enrollment service.
+func (n *Node) Enrollments() *enrollment.Service { return n.enrollments }
+
+// HubTLS returns the client TLS configuration for linked hubs.
+func (n *Node) HubTLS() *tls.Config { return n.hubTLS }
+
+// ServiceHost returns the service API host[:port] of instance name.
+func (n *Node) ServiceHost(name string) string { return name + "." + n.serviceDomainWithPort() }
+
+// DeviceHost returns the device endpoint host[:port] reported to tenants.
+func (n *Node) DeviceHost() string { return n.publicDeviceHost() }
 
 // Config returns the configuration the node runs with.
 func (n *Node) Config() Config { return n.cfg }

@@ -1,9 +1,18 @@
 package node
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/opendps/opendps/internal/apierr"
+	"github.com/opendps/opendps/internal/controlapi"
+	"github.com/opendps/opendps/internal/enrollment"
+	"github.com/opendps/opendps/internal/hub"
+	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/serviceapi"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -12,15 +21,78 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	notFound := apierr.Handler(n.log, func(w http.ResponseWriter, r *http.Request) error {
 		return apierr.New(apierr.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path)
 	})
+	n.hubTLS = n.outboundTLS()
+	mgr, err := instance.New(instance.Config{
+		Store: n.store, Catalog: n.catalog, Region: n.cfg.Region,
+		ServiceDomain: n.serviceDomainWithPort(), DeviceHost: n.publicDeviceHost(),
+		HubChecker: instance.RegistryChecker{Options: []hub.Option{hub.WithTLSConfig(n.hubTLS)}},
+		Log:        n.log.With("component", "instance"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.instances = mgr
+	n.enrollments = enrollment.New(n.store)
+	ctl, err := controlapi.New(controlapi.Config{Manager: mgr, Catalog: n.catalog, Token: n.token, Log: n.log.With("component", "controlapi")})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := serviceapi.New(serviceapi.Config{Store: n.store, Enrollments: n.enrollments,
+		ServiceDomain: n.cfg.ServiceDomain, Logger: n.log.With("component", "serviceapi")})
+	if err != nil {
+		return nil, err
+	}
 	control := http.NewServeMux()
 	n.mountOps(control)
-	control.Handle("/", notFound)
+	control.Handle("/", ctl)
 	return map[string]http.Handler{
 		ListenerDevice:  notFound,
-		ListenerService: notFound,
+		ListenerService: svc,
 		ListenerControl: control,
 		ListenerConsole: notFound,
 	}, nil
+}
+
+// outboundTLS is the client TLS of calls to linked hubs and webhooks: the
+// system roots plus the local CA (which signs the dev hub simulator).
+func (n *Node) outboundTLS() *tls.Config {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if n.ca != nil {
+		pool.AddCert(n.ca.Cert)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// serviceDomainWithPort is the service domain plus ":port" when the service
+// listener is not on 443, as tenants must write it in connection strings.
+func (n *Node) serviceDomainWithPort() string {
+	_, port, _ := net.SplitHostPort(n.addrs[ListenerService])
+	if port == "" {
+		_, port, _ = net.SplitHostPort(n.cfg.ServiceAddr)
+	}
+	if port == "" || port == "443" || port == "0" {
+		return n.cfg.ServiceDomain
+	}
+	return n.cfg.ServiceDomain + ":" + port
+}
+
+// publicDeviceHost is the device endpoint host[:port] reported to tenants.
+func (n *Node) publicDeviceHost() string {
+	if n.cfg.PublicDeviceHost != "" {
+		return n.cfg.PublicDeviceHost
+	}
+	host := "localhost"
+	if len(n.cfg.HostNames) > 0 {
+		host = n.cfg.HostNames[0]
+	}
+	_, port, _ := net.SplitHostPort(n.addrs[ListenerDevice])
+	if port == "" || port == "443" {
+		return host
+	}
+	return host + ":" + port
 }
 
 // mountOps adds health, readiness and metrics endpoints (no auth: they
@@ -31,7 +103,7 @@ func (n *Node) mountOps(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := n.store.Count(r.Context(), "/opendps/dir/"); err != nil {
-			http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "store unavailable: "+strings.TrimSpace(err.Error()), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

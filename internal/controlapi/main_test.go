@@ -1,0 +1,194 @@
+package controlapi
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/netutil"
+	"github.com/opendps/opendps/internal/regions"
+	"github.com/opendps/opendps/internal/store"
+	"github.com/opendps/opendps/pkg/dpsclient"
+)
+
+const testToken = "operator-secret-token"
+
+// testStore is one embedded etcd shared by the tests of this package.
+var testStore *store.Store
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "controlapi-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	c, _ := netutil.FreeLoopbackAddr()
+	p, _ := netutil.FreeLoopbackAddr()
+	testStore, err = store.Open(context.Background(), store.Config{DataDir: dir, Name: "t1",
+		ClientURL: "http://" + c, PeerURL: "http://" + p})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testStore.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is a control API on an httptest server with a client.
+type env struct {
+	t   *testing.T
+	srv *httptest.Server
+	ctl *dpsclient.Control
+}
+
+// failingHubs makes the link-time check fail for hosts containing "bad".
+var failingHubs = instance.HubCheckFunc(func(_ context.Context, cs string) error {
+	if strings.Contains(cs, "bad") {
+		return errors.New("hub: GET /devices/x: 401 Unauthorized: wrong key")
+	}
+	return nil
+})
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	cat := regions.Builtin()
+	m, err := instance.New(instance.Config{Store: testStore, Catalog: cat, ServiceDomain: "localhost:8443",
+		DeviceHost: "localhost:8443", HubChecker: failingHubs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Manager: m, Catalog: cat, Token: testToken, MaxBody: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, ctl: dpsclient.NewControl(srv.URL, testToken, srv.Client())}
+}
+
+// armPath is the path of instance name in the default scope, plus sub.
+func armPath(name string, sub ...string) string {
+	p := "/subscriptions/" + dpsclient.DefaultSubscription + "/resourceGroups/default/providers/Microsoft.Devices/provisioningServices/" + name
+	for _, s := range sub {
+		p += "/" + s
+	}
+	return p
+}
+
+// raw sends a request with the operator token (unless a header overrides
+// Authorization) and returns the status, the headers and the decoded JSON
+// body (nil when empty or not JSON).
+func (e *env) raw(method, path, body string, hdr ...string) (int, http.Header, map[string]any) {
+	e.t.Helper()
+	if !strings.Contains(path, "?") && strings.HasPrefix(path, "/subscriptions") {
+		path += "?api-version=2022-02-05"
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, resp.Header, out
+}
+
+// wantStatus checks the status and, for errors, the ARM+DPS error shape; it
+// returns the message.
+func wantStatus(t *testing.T, got, want int, body map[string]any) string {
+	t.Helper()
+	if got != want {
+		t.Fatalf("status = %d, want %d (body %v)", got, want, body)
+	}
+	if got < 400 {
+		return ""
+	}
+	code, _ := body["code"].(float64)
+	ec, _ := body["errorCode"].(float64)
+	msg, _ := body["message"].(string)
+	if code == 0 || code != ec || int(code)/1000 != got || body["httpStatusCode"] == "" || body["trackingId"] == "" || msg == "" {
+		t.Errorf("error body has not the ARM+DPS shape: %v", body)
+	}
+	return msg
+}
+
+func wantAPIStatus(t *testing.T, err error, want int) string {
+	t.Helper()
+	var e *dpsclient.ControlError
+	if !errors.As(err, &e) || e.StatusCode != want {
+		t.Fatalf("err = %v, want status %d", err, want)
+	}
+	return e.Message
+}
+
+func hubCS(host string) string {
+	return "HostName=" + host + ";SharedAccessKeyName=iothubowner;SharedAccessKey=" + instance.NewKey()
+}
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newTestCA(t *testing.T, cn string) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &testCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// issueDER returns a base64 DER certificate with subject CN cn signed by ca.
+func (ca *testCA) issueDER(t *testing.T, cn string) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
