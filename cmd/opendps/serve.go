@@ -33,6 +33,7 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "serve this certificate (PEM) instead of one from the local CA")
 	f.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "private key of --tls-cert")
 	f.StringVar(&c.OperatorToken, "operator-token", envOr("OPENDPS_OPERATOR_TOKEN", c.OperatorToken), "control API credential (default: DATA-DIR/operator-token, created on first start)")
+	f.StringSliceVar(&c.HostedRegions, "hosted-regions", c.HostedRegions, "further regions whose instances this cluster hosts (\"*\": all)")
 	f.StringVar(&c.RegionsFile, "regions-file", c.RegionsFile, "JSON file extending the region catalog")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile

@@ -128,6 +128,7 @@ func nodeConfig(opts Options, p *ports) node.Config {
 	c.DeviceAddr, c.ServiceAddr, c.ControlAddr, c.ConsoleAddr = p.Device, p.Service, p.Control, p.Console
 	c.EtcdClientAddr, c.EtcdPeerAddr = p.EtcdClient, p.EtcdPeer
 	c.ServiceDomain = "localhost"
+	c.HostedRegions = []string{"*"} // one region cluster hosts every location until DR adds the paired region
 	c.LogLevel = opts.LogLevel
 	return c
 }

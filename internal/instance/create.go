@@ -166,7 +166,7 @@ func (m *Manager) placement(loc string, residency bool) (regions.Region, error) 
 	if err := m.cat.CheckDataResidency(r.Name, residency); err != nil {
 		return r, errorf(ErrInvalid, "%v", err)
 	}
-	if m.region != "" && r.Name != m.region {
+	if !m.hosts(r.Name) {
 		return r, errorf(ErrWrongRegion, "this node serves region %s; create an instance in %s through a node of that region", m.region, r.Name)
 	}
 	return r, nil

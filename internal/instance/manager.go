@@ -108,6 +108,10 @@ type Config struct {
 	// primary, and a location elsewhere is refused (ErrWrongRegion). Empty
 	// means "the instance's location" (single-region tests).
 	Region string
+	// HostedRegions are further catalog regions whose instances this
+	// region's cluster hosts ("*": every region), for deployments that do
+	// not run a cluster per location (a single-region dev deployment).
+	HostedRegions []string
 	// ServiceDomain is the DNS suffix of the service API, with ":port" when
 	// that port is not 443, e.g. "azure-devices-provisioning.net" or
 	// "localhost:8443": an instance's serviceOperationsHostName is
@@ -142,6 +146,7 @@ type Manager struct {
 	st            *store.Store
 	cat           *regions.Catalog
 	region        string
+	hosted        map[string]bool // normalized region names; "*" = all
 	serviceDomain string
 	deviceHost    string
 	hubs          HubChecker
@@ -167,6 +172,10 @@ func New(cfg Config) (*Manager, error) {
 		}
 		m.region = r.Name
 	}
+	m.hosted = map[string]bool{}
+	for _, h := range cfg.HostedRegions {
+		m.hosted[regions.Normalize(h)] = true
+	}
 	if m.hubs == nil {
 		m.hubs = RegistryChecker{}
 	}
@@ -177,6 +186,11 @@ func New(cfg Config) (*Manager, error) {
 		m.now = time.Now
 	}
 	return m, nil
+}
+
+// hosts reports whether instances located in region live in this cluster.
+func (m *Manager) hosts(region string) bool {
+	return m.region == "" || region == m.region || m.hosted["*"] || m.hosted[region]
 }
 
 // Region returns this node's region ("" when not configured).

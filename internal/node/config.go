@@ -66,6 +66,11 @@ type Config struct {
 	// OperatorToken authenticates the control API and the console. Empty:
 	// read from DataDir/operator-token, created on first start.
 	OperatorToken string `json:"operatorToken,omitempty"`
+	// HostedRegions are further catalog regions whose instances this
+	// region's cluster hosts as primary ("*": every region). A deployment
+	// that runs one cluster per region leaves it empty; a single-region
+	// development deployment sets "*".
+	HostedRegions []string `json:"hostedRegions,omitempty"`
 	// RegionsFile extends or overrides the built-in region catalog.
 	RegionsFile string `json:"regionsFile,omitempty"`
 

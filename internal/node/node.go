@@ -132,7 +132,7 @@ func (n *Node) setupTLS() (func(*tls.ClientHelloInfo) (*tls.Certificate, error),
 func (n *Node) openStore(ctx context.Context) (*store.Store, error) {
 	sc := store.Config{DataDir: n.cfg.DataDir, Name: n.cfg.Name, Region: n.cfg.Region,
 		ClientURL: "http://" + n.cfg.EtcdClientAddr, PeerURL: "http://" + n.cfg.EtcdPeerAddr,
-		InitialCluster: n.cfg.EtcdInitialCluster, External: n.cfg.EtcdEndpoints,
+		InitialCluster: n.cfg.EtcdInitialCluster, HostedRegions: n.cfg.HostedRegions, External: n.cfg.EtcdEndpoints,
 		RequestTimeout: n.cfg.StoreTimeout, Logger: n.log.With("component", "store")}
 	return store.Open(ctx, sc)
 }

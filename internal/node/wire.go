@@ -23,7 +23,7 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	})
 	n.hubTLS = n.outboundTLS()
 	mgr, err := instance.New(instance.Config{
-		Store: n.store, Catalog: n.catalog, Region: n.cfg.Region,
+		Store: n.store, Catalog: n.catalog, Region: n.cfg.Region, HostedRegions: n.cfg.HostedRegions,
 		ServiceDomain: n.serviceDomainWithPort(), DeviceHost: n.publicDeviceHost(),
 		HubChecker: instance.RegistryChecker{Options: []hub.Option{hub.WithTLSConfig(n.hubTLS)}},
 		Log:        n.log.With("component", "instance"),

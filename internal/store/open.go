@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,6 +27,9 @@ type Config struct {
 	// Region is the node's region; an instance is writable here only when
 	// its directory entry names this region as primary.
 	Region string
+	// HostedRegions are further regions whose instances this cluster hosts
+	// as primary ("*": all); see node.Config.HostedRegions.
+	HostedRegions []string
 	// ClientURL and PeerURL are the embedded member's listen addresses
 	// (http://127.0.0.1:0 is not allowed: pick a port).
 	ClientURL, PeerURL string
@@ -73,7 +77,10 @@ func (c *Config) setDefaults() {
 // and returns a ready Store.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.setDefaults()
-	s := &Store{log: cfg.Logger, timeout: cfg.RequestTimeout, region: cfg.Region}
+	s := &Store{log: cfg.Logger, timeout: cfg.RequestTimeout, region: cfg.Region, hosted: map[string]bool{}}
+	for _, r := range cfg.HostedRegions {
+		s.hosted[strings.ToLower(strings.ReplaceAll(r, " ", ""))] = true
+	}
 	if len(cfg.External) > 0 {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints: cfg.External, TLS: cfg.ExternalTLS, DialTimeout: cfg.RequestTimeout,

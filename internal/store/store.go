@@ -84,6 +84,13 @@ type Store struct {
 	log     *slog.Logger
 	timeout time.Duration
 	region  string
+	hosted  map[string]bool // further regions hosted as primary; "*" = all
+}
+
+// hostsPrimary reports whether an instance whose primary is region may be
+// written through this store.
+func (s *Store) hostsPrimary(region string) bool {
+	return s.region == "" || region == s.region || s.hosted["*"] || s.hosted[region]
 }
 
 // Client returns the etcd client (for elections and watches).

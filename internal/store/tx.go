@@ -109,7 +109,7 @@ func (s *Store) begin(ctx context.Context, instance string) (*Tx, error) {
 	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
 		return nil, fmt.Errorf("store: directory entry of %s: %w", instance, err)
 	}
-	if d.Role != model.RolePrimary || (s.region != "" && d.Primary != s.region) {
+	if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
 		return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
 	}
 	return &Tx{s: s, ctx: ctx, dir: &d, dirRaw: resp.Kvs[0].Value,
