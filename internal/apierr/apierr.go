@@ -31,6 +31,7 @@ const (
 	CodeNotFound            = 404000
 	CodeEnrollmentNotFound  = 404201
 	CodeRegistrationMissing = 404202
+	CodeOperationNotFound   = 404203
 	CodeInstanceNotFound    = 404204
 	CodeMethodNotAllowed    = 405000
 	CodeConflict            = 409000

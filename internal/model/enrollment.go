@@ -182,12 +182,25 @@ type DeviceRegistrationState struct {
 }
 
 // Registration is the stored registration record: the service view plus
-// what the engine needs to decide on the next registration.
+// what the engine needs to decide on the next registration. Only the
+// embedded DeviceRegistrationState is ever shown to clients.
 type Registration struct {
 	DeviceRegistrationState
 	EnrollmentGroupID string `json:"enrollmentGroupId,omitempty"` // empty for individual enrollments
 	OperationID       string `json:"operationId,omitempty"`
 	AttestationType   string `json:"attestationType,omitempty"`
+	// Hub and HubDeviceID say where the device identity exists, also while
+	// the status is failed (AssignedHub is then empty).
+	Hub         string `json:"hub,omitempty"`
+	HubDeviceID string `json:"hubDeviceId,omitempty"`
+	// InitialHub is the hub of the first assignment.
+	InitialHub string `json:"initialHub,omitempty"`
+	// Fingerprint summarises what was written to the hub (authentication,
+	// capabilities, twin source), so a repeat with nothing changed skips
+	// the hub.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// X509 keeps the certificate details returned to X.509 devices.
+	X509 *X509Result `json:"x509,omitempty"`
 }
 
 // BulkEnrollmentOperation is the body of POST /enrollments.
