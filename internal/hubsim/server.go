@@ -92,6 +92,11 @@ func (s *Server) Err() <-chan error { return s.errc }
 
 // Close stops the server and closes its connections. It is idempotent.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.srv.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.srv.Close()
+		if err := s.sim.Flush(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
 	return s.closeErr
 }

@@ -60,8 +60,41 @@ type Sim struct {
 	now       func() time.Time
 	stateFile string
 
-	mu   sync.Mutex
-	hubs map[string]*hubState // guarded by mu; keyed by normHost(HostName)
+	mu    sync.Mutex
+	hubs  map[string]*hubState // guarded by mu; keyed by normHost(HostName)
+	dirty bool                 // guarded by mu: state changed since the last save
+	timer *time.Timer          // guarded by mu: pending save, nil when none
+}
+
+// saveDelay batches state-file writes: at most one per saveDelay, so that a
+// load test does not rewrite the whole file on every identity it creates.
+const saveDelay = 500 * time.Millisecond
+
+// markDirtyLocked schedules a save of the state file. s.mu must be held.
+func (s *Sim) markDirtyLocked() {
+	if s.stateFile == "" {
+		return
+	}
+	s.dirty = true
+	if s.timer == nil {
+		s.timer = time.AfterFunc(saveDelay, func() { s.Flush() })
+	}
+}
+
+// Flush writes pending state changes to the state file now. Server.Close
+// calls it; it is safe to call at any time.
+func (s *Sim) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if !s.dirty {
+		return nil
+	}
+	s.dirty = false
+	return s.saveLocked()
 }
 
 // hubState is one hub. Every field is guarded by Sim.mu.
@@ -302,9 +335,7 @@ func (s *Sim) dispatch(host string, c call) (reply, error) {
 	}
 	rep, err := fn(h, c)
 	if err == nil && c.method != http.MethodGet {
-		if serr := s.saveLocked(); serr != nil {
-			s.log.Error("hubsim state not saved", "file", s.stateFile, "err", serr)
-		}
+		s.markDirtyLocked()
 	}
 	return rep, err
 }

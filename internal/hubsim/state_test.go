@@ -32,6 +32,10 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Fatalf("state file: %v, %v; want mode 0600", fi, err)
 	}
 
+	// Writes are batched; a restart (Server.Close) flushes them.
+	if err := s1.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	// Restart without listing the hub: it comes back from the file.
 	s2, err := New(Config{StateFile: path})
 	if err != nil {
@@ -60,6 +64,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Errorf("after restart: %d, etag %q (d1 %q), generation %q (d1 %q)", w.Code, d3.ETag, d1.ETag, d3.GenerationID, d1.GenerationID)
 	}
 
+	s2.Flush()
 	// A configured hub's key replaces the stored one.
 	h2 := NewHubConfig("hub1.localhost")
 	s3, err := New(Config{Hubs: []HubConfig{h2}, StateFile: path})
