@@ -35,6 +35,7 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.OperatorToken, "operator-token", envOr("OPENDPS_OPERATOR_TOKEN", c.OperatorToken), "control API credential (default: DATA-DIR/operator-token, created on first start)")
 	f.StringSliceVar(&c.HostedRegions, "hosted-regions", c.HostedRegions, "further regions whose instances this cluster hosts (\"*\": all)")
 	f.StringVar(&c.RegionsFile, "regions-file", c.RegionsFile, "JSON file extending the region catalog")
+	f.DurationVar(&c.FastPath, "fast-path", c.FastPath, "how long a register call waits for the work before answering assigning (0: 200ms)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile
 }

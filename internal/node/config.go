@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,6 +76,9 @@ type Config struct {
 	// RegionsFile extends or overrides the built-in region catalog.
 	RegionsFile string `json:"regionsFile,omitempty"`
 
+	// FastPath is how long a register call waits for the work to finish
+	// before answering "assigning" (0: 200 ms; negative: never wait).
+	FastPath time.Duration `json:"fastPath,omitempty"`
 	// StoreTimeout bounds each storage request (0: 5s).
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.
@@ -110,6 +115,9 @@ func (c *Config) LoadConfigFile(path string) error {
 	if err := dec.Decode(c); err != nil {
 		return fmt.Errorf("node: config %s: %w", path, err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("node: config %s: unexpected data after the JSON object", path)
+	}
 	return nil
 }
 
@@ -125,15 +133,26 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir is required"))
 	}
-	for name, a := range map[string]string{"deviceAddr": c.DeviceAddr, "serviceAddr": c.ServiceAddr, "controlAddr": c.ControlAddr, "consoleAddr": c.ConsoleAddr} {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q is not host:port", name, a))
+	// Slices, not maps: the errors come out in a stable order.
+	for _, l := range []struct{ name, addr string }{
+		{"deviceAddr", c.DeviceAddr}, {"serviceAddr", c.ServiceAddr},
+		{"controlAddr", c.ControlAddr}, {"consoleAddr", c.ConsoleAddr},
+	} {
+		// LookupPort accepts what net.Listen accepts: 0-65535 or a service name.
+		if _, p, err := net.SplitHostPort(l.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port", l.name, l.addr))
+		} else if _, err := net.LookupPort("tcp", p); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q has an invalid port", l.name, l.addr))
 		}
 	}
 	if len(c.EtcdEndpoints) == 0 {
-		for name, a := range map[string]string{"etcdClientAddr": c.EtcdClientAddr, "etcdPeerAddr": c.EtcdPeerAddr} {
-			if _, p, err := net.SplitHostPort(a); err != nil || p == "0" {
-				errs = append(errs, fmt.Errorf("%s %q must be host:port with a real port", name, a))
+		for _, l := range []struct{ name, addr string }{
+			{"etcdClientAddr", c.EtcdClientAddr}, {"etcdPeerAddr", c.EtcdPeerAddr},
+		} {
+			// etcd URLs need a numeric port; 0 cannot be advertised.
+			_, p, err := net.SplitHostPort(l.addr)
+			if n, perr := strconv.ParseUint(p, 10, 16); err != nil || perr != nil || n == 0 {
+				errs = append(errs, fmt.Errorf("%s %q must be host:port with a real port", l.name, l.addr))
 			}
 		}
 	}
@@ -142,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServiceDomain == "" || strings.Contains(c.ServiceDomain, ":") {
 		errs = append(errs, errors.New("serviceDomain must be a DNS domain without port"))
+	}
+	if c.StoreTimeout < 0 {
+		errs = append(errs, fmt.Errorf("storeTimeout %v must not be negative", c.StoreTimeout))
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

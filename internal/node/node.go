@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/pki"
@@ -35,6 +36,7 @@ type Node struct {
 	hubTLS      *tls.Config
 	instances   *instance.Manager
 	enrollments *enrollment.Service
+	engine      *engine.Engine
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
@@ -230,6 +232,9 @@ func (n *Node) Close() error {
 			s.Shutdown(ctx)
 		}
 		n.wg.Wait()
+		if n.engine != nil {
+			n.engine.Close()
+		}
 		if n.store != nil {
 			n.store.Close()
 		}

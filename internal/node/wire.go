@@ -9,6 +9,8 @@ import (
 
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/controlapi"
+	"github.com/opendps/opendps/internal/deviceapi/httpfront"
+	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/hub"
 	"github.com/opendps/opendps/internal/instance"
@@ -42,11 +44,20 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.engine, err = engine.New(engine.Config{Store: n.store, Enrollments: n.enrollments, Region: n.cfg.Region,
+		HubTLS: n.hubTLS, FastPath: n.cfg.FastPath, Log: n.log.With("component", "engine")})
+	if err != nil {
+		return nil, err
+	}
+	device, err := httpfront.New(httpfront.Config{Engine: n.engine, Log: n.log.With("component", "httpfront")})
+	if err != nil {
+		return nil, err
+	}
 	control := http.NewServeMux()
 	n.mountOps(control)
 	control.Handle("/", ctl)
 	return map[string]http.Handler{
-		ListenerDevice:  notFound,
+		ListenerDevice:  device,
 		ListenerService: svc,
 		ListenerControl: control,
 		ListenerConsole: notFound,
