@@ -135,6 +135,7 @@ func (s *Store) DeleteInstance(ctx context.Context, instance string) error {
 	if err != nil {
 		return wrapErr(err)
 	}
+	s.forgetDir(instance)
 	if !resp.Succeeded {
 		return ErrConflict
 	}

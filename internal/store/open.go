@@ -17,6 +17,14 @@ import (
 	"go.uber.org/zap"
 )
 
+// Group commit limits: an external cluster has etcd's default of 128
+// operations per transaction; the embedded member allows more.
+const (
+	commitWorkers  = 4
+	externalMaxOps = 128
+	embeddedMaxOps = 1024
+)
+
 // Config says where state lives.
 type Config struct {
 	// DataDir is the node's data directory; the embedded member keeps its
@@ -90,6 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: connect %v: %w", cfg.External, err)
 		}
 		s.cli = cli
+		s.committer = newCommitter(s, commitWorkers, externalMaxOps)
 		cctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 		defer cancel()
 		if _, err := cli.Get(cctx, rootPrefix+"ping"); err != nil {
@@ -104,6 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.etcd = e
 	s.cli = v3client.New(e.Server)
+	s.committer = newCommitter(s, commitWorkers, embeddedMaxOps)
 	return s, nil
 }
 
@@ -129,6 +139,7 @@ func startEmbedded(cfg Config) (e *embed.Etcd, err error) {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.QuotaBackendBytes = cfg.QuotaBytes
+	ec.MaxTxnOps = embeddedMaxOps
 	ec.ZapLoggerBuilder = etcdLogger()
 	e, err = embed.StartEtcd(ec)
 	if err != nil {

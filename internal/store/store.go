@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -85,6 +86,9 @@ type Store struct {
 	timeout time.Duration
 	region  string
 	hosted  map[string]bool // further regions hosted as primary; "*" = all
+
+	committer *committer
+	dirs      sync.Map // instance -> cachedDir
 }
 
 // hostsPrimary reports whether an instance whose primary is region may be
@@ -101,6 +105,10 @@ func (s *Store) Etcd() *embed.Etcd { return s.etcd }
 
 // Close stops the client and the embedded member. It is idempotent.
 func (s *Store) Close() error {
+	if s.committer != nil {
+		s.committer.close()
+		s.committer = nil
+	}
 	if s.cli != nil {
 		s.cli.Close()
 	}

@@ -96,36 +96,60 @@ func (s *Store) Update(ctx context.Context, instance string, fn func(*Tx) error)
 }
 
 func (s *Store) begin(ctx context.Context, instance string) (*Tx, error) {
+	d, raw, err := s.dirEntry(ctx, instance)
+	if err != nil {
+		return nil, err
+	}
+	if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
+		s.forgetDir(instance)
+		return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
+	}
+	return &Tx{s: s, ctx: ctx, dir: d, dirRaw: raw,
+		reads: map[string]int64{}, writes: map[string][]byte{}, deletes: map[string]bool{}}, nil
+}
+
+// cachedDir is a directory entry as last read. A stale one is harmless: the
+// commit compares the stored value, fails, and the entry is read again.
+type cachedDir struct {
+	d   *model.DirEntry
+	raw []byte
+}
+
+// dirEntry returns the directory entry of instance, from the cache when it
+// has one.
+func (s *Store) dirEntry(ctx context.Context, instance string) (*model.DirEntry, []byte, error) {
+	if v, ok := s.dirs.Load(instance); ok {
+		c := v.(cachedDir)
+		return c.d, c.raw, nil
+	}
 	cctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(cctx, DirKey(instance))
 	if err != nil {
-		return nil, wrapErr(err)
+		return nil, nil, wrapErr(err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("%w: instance %s", ErrNotFound, instance)
+		return nil, nil, fmt.Errorf("%w: instance %s", ErrNotFound, instance)
 	}
 	var d model.DirEntry
 	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
-		return nil, fmt.Errorf("store: directory entry of %s: %w", instance, err)
+		return nil, nil, fmt.Errorf("store: directory entry of %s: %w", instance, err)
 	}
-	if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
-		return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
-	}
-	return &Tx{s: s, ctx: ctx, dir: &d, dirRaw: resp.Kvs[0].Value,
-		reads: map[string]int64{}, writes: map[string][]byte{}, deletes: map[string]bool{}}, nil
+	s.dirs.Store(instance, cachedDir{&d, resp.Kvs[0].Value})
+	return &d, resp.Kvs[0].Value, nil
 }
+
+func (s *Store) forgetDir(instance string) { s.dirs.Delete(instance) }
 
 func (tx *Tx) commit() (bool, error) {
 	if len(tx.writes) == 0 && len(tx.deletes) == 0 {
 		return true, nil
 	}
-	dirKey := DirKey(tx.dir.Name)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Value(dirKey), "=", string(tx.dirRaw))}
+	r := &commitReq{ctx: tx.ctx, fenceKey: DirKey(tx.dir.Name), fenceVal: string(tx.dirRaw)}
 	for k, rev := range tx.reads {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+		r.cmps = append(r.cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+		r.keys = append(r.keys, k)
 	}
-	var ops []clientv3.Op
 	done := map[string]bool{}
 	for i := len(tx.order) - 1; i >= 0; i-- { // last write of a key wins
 		k := tx.order[i]
@@ -134,16 +158,17 @@ func (tx *Tx) commit() (bool, error) {
 		}
 		done[k] = true
 		if b, ok := tx.writes[k]; ok {
-			ops = append(ops, clientv3.OpPut(k, string(b)))
+			r.ops = append(r.ops, clientv3.OpPut(k, string(b)))
 		} else if tx.deletes[k] {
-			ops = append(ops, clientv3.OpDelete(k))
+			r.ops = append(r.ops, clientv3.OpDelete(k))
+		}
+		if _, read := tx.reads[k]; !read {
+			r.keys = append(r.keys, k)
 		}
 	}
-	ctx, cancel := tx.s.opCtx(tx.ctx)
-	defer cancel()
-	resp, err := tx.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return false, wrapErr(err)
+	ok, err := tx.s.committer.commit(r)
+	if err == nil && !ok {
+		tx.s.forgetDir(tx.dir.Name) // maybe the fence moved: read it again
 	}
-	return resp.Succeeded, nil
+	return ok, err
 }
