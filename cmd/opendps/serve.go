@@ -36,6 +36,8 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringSliceVar(&c.HostedRegions, "hosted-regions", c.HostedRegions, "further regions whose instances this cluster hosts (\"*\": all)")
 	f.StringVar(&c.RegionsFile, "regions-file", c.RegionsFile, "JSON file extending the region catalog")
 	f.DurationVar(&c.FastPath, "fast-path", c.FastPath, "how long a register call waits for the work before answering assigning (0: 200ms)")
+	f.IntVar(&c.Throttle.RegistrationsPerMinute, "max-registrations-per-minute", c.Throttle.RegistrationsPerMinute, "register calls per instance per minute before 429 (0: default)")
+	f.IntVar(&c.Throttle.PollsPer10s, "max-polls-per-10s", c.Throttle.PollsPer10s, "status polls per device per 10 s before 429 (0: default)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile
 }

@@ -48,6 +48,9 @@ type Options struct {
 	LogLevel string
 	// Logger for the deployment's own messages; nil discards.
 	Logger *slog.Logger
+	// Tune, when set, adjusts each node's configuration before it starts
+	// (tests use it for small throttle limits or a disabled fast path).
+	Tune func(*node.Config)
 }
 
 // Deployment is a running dev deployment.
@@ -130,6 +133,9 @@ func nodeConfig(opts Options, p *ports) node.Config {
 	c.ServiceDomain = "localhost"
 	c.HostedRegions = []string{"*"} // one region cluster hosts every location until DR adds the paired region
 	c.LogLevel = opts.LogLevel
+	if opts.Tune != nil {
+		opts.Tune(&c)
+	}
 	return c
 }
 

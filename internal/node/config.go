@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/opendps/opendps/internal/throttle"
 	"io"
 	"net"
 	"os"
@@ -79,6 +80,10 @@ type Config struct {
 	// FastPath is how long a register call waits for the work to finish
 	// before answering "assigning" (0: 200 ms; negative: never wait).
 	FastPath time.Duration `json:"fastPath,omitempty"`
+	// Throttle limits registrations per instance and polls per device
+	// (zero fields: defaults far above DPS's 1,000 registrations per
+	// minute and 5 polls per 10 s).
+	Throttle throttle.Config `json:"throttle,omitzero"`
 	// StoreTimeout bounds each storage request (0: 5s).
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.

@@ -15,6 +15,7 @@ import (
 	"github.com/opendps/opendps/internal/hub"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/serviceapi"
+	"github.com/opendps/opendps/internal/throttle"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -44,8 +45,12 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	limiter, err := throttle.New(n.cfg.Throttle)
+	if err != nil {
+		return nil, err
+	}
 	n.engine, err = engine.New(engine.Config{Store: n.store, Enrollments: n.enrollments, Region: n.cfg.Region,
-		HubTLS: n.hubTLS, FastPath: n.cfg.FastPath, Log: n.log.With("component", "engine")})
+		HubTLS: n.hubTLS, FastPath: n.cfg.FastPath, Throttle: limiter, Log: n.log.With("component", "engine")})
 	if err != nil {
 		return nil, err
 	}
