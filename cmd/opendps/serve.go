@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/opendps/opendps/internal/node"
 	"github.com/spf13/cobra"
@@ -48,17 +49,36 @@ func resolveNodeConfig(cmd *cobra.Command, c *node.Config, configFile string) er
 	if configFile == "" {
 		return nil
 	}
-	explicit := map[string]string{}
-	cmd.Flags().Visit(func(f *pflag.Flag) { explicit[f.Name] = f.Value.String() })
+	// Snapshot the explicit values: re-Setting a slice flag from its
+	// String() form would append "[a,b]" to what the file gave.
+	type explicitFlag struct {
+		f     *pflag.Flag
+		val   string
+		slice []string
+	}
+	var explicit []explicitFlag
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		e := explicitFlag{f: f, val: f.Value.String()}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			e.slice = slices.Clone(sv.GetSlice()) // the JSON decoder reuses the backing array
+		}
+		explicit = append(explicit, e)
+	})
 	if err := c.LoadConfigFile(configFile); err != nil {
 		return err
 	}
-	for name, v := range explicit {
-		if name == "config" {
-			continue
+	for _, e := range explicit {
+		var err error
+		if sv, ok := e.f.Value.(pflag.SliceValue); ok {
+			err = sv.Replace(e.slice)
+		} else {
+			err = e.f.Value.Set(e.val)
 		}
-		if err := cmd.Flags().Set(name, v); err != nil {
-			return fmt.Errorf("flag --%s: %w", name, err)
+		if err != nil {
+			return fmt.Errorf("flag --%s: %w", e.f.Name, err)
 		}
 	}
 	return nil

@@ -153,8 +153,11 @@ func resolvePolicy(enrollment, instance string) (string, error) {
 			return known, nil
 		}
 	}
-	if p == "" {
+	switch {
+	case p == "":
 		return model.AllocationHashed, nil
+	case strings.EqualFold(p, model.AllocationCustom):
+		return "", fail(CodeNoHub, ErrPolicy, "custom allocation cannot be the instance's default policy; set it on the enrollment")
 	}
 	return "", fail(CodeNoHub, ErrPolicy, "allocation policy %q of the %s is not supported", p, from)
 }

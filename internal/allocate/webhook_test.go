@@ -113,7 +113,11 @@ func TestCustomAllocationFailures(t *testing.T) {
 			http.Redirect(w, r, "https://elsewhere.example/", http.StatusTemporaryRedirect)
 		}, want: ErrWebhookStatus, msg: "answered HTTP 307 Temporary Redirect"},
 		{name: "timeout", timeout: 100 * time.Millisecond, handler: func(w http.ResponseWriter, r *http.Request) {
-			<-r.Context().Done()
+			io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
 		}, want: ErrWebhookTimeout, msg: "custom allocation webhook did not answer within 100ms"},
 		{name: "bad JSON", handler: answer(200, "<html>oops</html>"), want: ErrWebhookResponse, msg: "custom allocation webhook answered invalid JSON"},
 		{name: "wrong type", handler: answer(200, `{"iotHubHostName":42}`), want: ErrWebhookResponse},

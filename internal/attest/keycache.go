@@ -3,7 +3,7 @@ package attest
 import "sync"
 
 // DefaultKeyCacheSize is the capacity NewKeyCache uses for a size of zero
-// or less: about 10 MB of keys.
+// or less: at most about 15 MB.
 const DefaultKeyCacheSize = 1 << 16
 
 // KeyCache keeps device keys derived from group keys, keyed by (group id,
@@ -11,7 +11,9 @@ const DefaultKeyCacheSize = 1 << 16
 // again does not cost one derivation per symmetric-key group (up to 100,
 // §3.2). Every write of a group changes its etag (internal/enrollment), so
 // a rotated key is never served from the cache; entries of old etags age
-// out. Eviction is first-in first-out at capacity.
+// out. Eviction is first-in first-out at capacity. Entries are added only
+// when a device authenticates (with the keys of every group tried before
+// the one that matched), so unauthenticated requests cannot flush it.
 //
 // A KeyCache holds secrets (derived device keys) in memory, as the group
 // keys already are. It is safe for concurrent use; the zero value is not
@@ -24,6 +26,11 @@ type KeyCache struct {
 }
 
 type cacheKey struct{ group, etag, regID string }
+
+type cacheEntry struct {
+	key  cacheKey
+	keys derivedKeys
+}
 
 // NewKeyCache returns a cache of at most size entries (one per group and
 // registration id). size <= 0 means DefaultKeyCacheSize.
@@ -48,9 +55,20 @@ func (c *KeyCache) get(k cacheKey) (derivedKeys, bool) {
 	return v, ok
 }
 
-func (c *KeyCache) put(k cacheKey, v derivedKeys) {
+// putAll adds entries; a nil cache ignores them.
+func (c *KeyCache) putAll(entries []cacheEntry) {
+	if c == nil || len(entries) == 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, e := range entries {
+		c.put(e.key, e.keys)
+	}
+}
+
+// put adds or replaces an entry; c.mu must be held.
+func (c *KeyCache) put(k cacheKey, v derivedKeys) {
 	if _, ok := c.entries[k]; ok {
 		c.entries[k] = v
 		return

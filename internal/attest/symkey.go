@@ -120,12 +120,17 @@ func (a *Attestor) sasGroups(ctx context.Context, req *SASRequest, tok *sas.Toke
 		return nil, fmt.Errorf("attest: reading enrollment groups: %w", err)
 	}
 	mac := newMacer(req.RegistrationID, tok)
+	var misses []cacheEntry // derived here, cached only if the device authenticates
 	for _, g := range groups {
 		if attestationType(&g.EnrollmentCommon) != model.AttestationSymmetricKey || g.Attestation.SymmetricKey == nil {
 			continue
 		}
-		keys := a.groupKeys(g, req.RegistrationID, mac)
+		keys, cached := a.groupKeys(g, req.RegistrationID, mac)
+		if !cached && a.Cache != nil && g.Etag != "" {
+			misses = append(misses, cacheEntry{cacheKey{g.EnrollmentGroupID, g.Etag, req.RegistrationID}, keys})
+		}
 		if slot := mac.verify(&keys, tok); slot != SlotNone {
+			a.Cache.putAll(misses)
 			return &Match{
 				RegistrationID: req.RegistrationID, AttestationType: model.AttestationSymmetricKey,
 				Group: g, KeyUsed: slot, Disabled: isDisabled(&g.EnrollmentCommon),
@@ -143,15 +148,12 @@ type derivedKeys struct {
 
 // groupKeys returns g's derived keys for regID, from the cache when there
 // is one and g has an etag (the etag changes on every write of the group).
-func (a *Attestor) groupKeys(g *model.EnrollmentGroup, regID string, mac *macer) derivedKeys {
-	ck := cacheKey{group: g.EnrollmentGroupID, etag: g.Etag, regID: regID}
-	useCache := a.Cache != nil && g.Etag != ""
-	if useCache {
-		if k, ok := a.Cache.get(ck); ok {
-			return k
+func (a *Attestor) groupKeys(g *model.EnrollmentGroup, regID string, mac *macer) (k derivedKeys, cached bool) {
+	if a.Cache != nil && g.Etag != "" {
+		if k, ok := a.Cache.get(cacheKey{g.EnrollmentGroupID, g.Etag, regID}); ok {
+			return k, true
 		}
 	}
-	var k derivedKeys
 	sk := g.Attestation.SymmetricKey
 	if mac.derive(&k.primary, sk.PrimaryKey) {
 		k.has |= 1
@@ -159,10 +161,7 @@ func (a *Attestor) groupKeys(g *model.EnrollmentGroup, regID string, mac *macer)
 	if mac.derive(&k.secondary, sk.SecondaryKey) {
 		k.has |= 2
 	}
-	if useCache {
-		a.Cache.put(ck, k)
-	}
-	return k
+	return k, false
 }
 
 // macer computes HMAC-SHA256 for one request's group loop, reusing one

@@ -211,6 +211,15 @@ func TestKeyCacheEtag(t *testing.T) {
 	if cache.Len() != 1 {
 		t.Fatalf("cache len = %d, want 1", cache.Len())
 	}
+	// Failed attempts do not fill the cache.
+	bad := req
+	bad.Token = build(t, vecOther, "", time.Unix(vecSE, 0))
+	if _, err := a.SymmetricKey(context.Background(), bad); !errors.Is(err, ErrNoEnrollment) {
+		t.Fatalf("bad key: err = %v", err)
+	}
+	if cache.Len() != 1 {
+		t.Fatalf("cache len after a refusal = %d, want 1", cache.Len())
+	}
 	// Rotating the key changes the etag: the old derived key must not be
 	// served from the cache.
 	g2 := symGroup("g", vecOther, "")
@@ -220,7 +229,7 @@ func TestKeyCacheEtag(t *testing.T) {
 		t.Fatalf("after rotation err = %v, want ErrNoEnrollment", err)
 	}
 	for i := range 5 {
-		cache.put(cacheKey{group: "x", etag: "e", regID: string(rune('a' + i))}, derivedKeys{})
+		cache.putAll([]cacheEntry{{key: cacheKey{group: "x", etag: "e", regID: string(rune('a' + i))}}})
 	}
 	if cache.Len() != 2 {
 		t.Errorf("cache len = %d, want capacity 2", cache.Len())

@@ -32,7 +32,8 @@ type X509Request struct {
 // X509 authenticates a device by its certificate chain (§3.3).
 //
 // The leaf's subject CN must equal the registration id (case-insensitive)
-// and the leaf must be inside its validity period. If an individual
+// and the leaf must be inside its validity period (no skew: the server's
+// clock is the reference). If an individual
 // enrollment exists for the registration id, the leaf must be its primary
 // or secondary client certificate (same DER, or same thumbprint when the
 // enrollment only has the certificate info). Otherwise each X.509 group's

@@ -63,9 +63,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, log: newLogger(cfg.LogLevel).With("node", cfg.Name, "region", cfg.Region, "zone", cfg.Zone),
 		addrs: map[string]string{}, readyc: make(chan struct{}), errc: make(chan error, 8)}
+	partial := n // "return nil, err" clears n before deferred calls run
 	defer func() {
 		if err != nil {
-			n.Close()
+			partial.Close()
 			n = nil
 		}
 	}()
