@@ -164,6 +164,29 @@ func (e *Engine) authenticate(ctx context.Context, req *Request) (*snapshot, *at
 	return snap, m, nil
 }
 
+// readReg is a registration record as read before a decision.
+type readReg struct {
+	key string
+	rev int64  // 0: absent
+	raw []byte // nil: absent
+	reg *model.Registration
+}
+
+// readRegistration reads the record serializably: a stale read is caught by
+// the revision comparison of the write (Tx.Seed).
+func (e *Engine) readRegistration(ctx context.Context, instance, regID string) (*readReg, error) {
+	r := &readReg{key: store.Key(instance, store.KindRegistration, regID)}
+	var reg model.Registration
+	rev, raw, err := e.store.GetRev(ctx, r.key, &reg, true)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if rev != 0 {
+		r.rev, r.raw, r.reg = rev, raw, &reg
+	}
+	return r, nil
+}
+
 func (e *Engine) registration(ctx context.Context, instance, regID string) (*model.Registration, error) {
 	var r model.Registration
 	ok, err := e.store.Get(ctx, store.Key(instance, store.KindRegistration, regID), &r)

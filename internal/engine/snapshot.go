@@ -217,8 +217,8 @@ type enrollments struct {
 
 func (e enrollments) Individual(ctx context.Context, regID string) (*model.IndividualEnrollment, error) {
 	var en model.IndividualEnrollment
-	ok, err := e.st.Get(ctx, store.Key(e.snap.name, store.KindEnrollment, regID), &en)
-	if err != nil || !ok {
+	rev, _, err := e.st.GetRev(ctx, store.Key(e.snap.name, store.KindEnrollment, regID), &en, true)
+	if err != nil || rev == 0 {
 		return nil, err
 	}
 	return &en, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/sas"
+	"github.com/opendps/opendps/internal/store"
 )
 
 // Error codes of failed registrations (registrationState.errorCode).
@@ -59,23 +60,63 @@ func (j *job) run(ctx context.Context) {
 // process allocates a hub, applies the reprovisioning decision in the
 // hubs and writes the registration record.
 func (j *job) process(ctx context.Context) (*model.Registration, error) {
-	cur, err := j.e.registration(ctx, j.snap.name, j.req.RegistrationID)
-	if err != nil {
-		return nil, err
+	for range maxRecordAttempts {
+		cur, err := j.e.readRegistration(ctx, j.snap.name, j.req.RegistrationID)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := j.assign(ctx, cur.reg)
+		if err != nil {
+			return nil, err
+		}
+		out, err := j.write(ctx, cur, rec)
+		if !errors.Is(err, errStale) {
+			return out, err
+		}
+		// The record changed since it was read (the same device registering
+		// twice at once): decide again on the new one.
 	}
-	// A hub found unavailable while assigning is excluded and the device
-	// allocated again (DPS keeps assigning to a dead hub; we do not).
+	return nil, store.ErrConflict
+}
+
+// maxRecordAttempts bounds the re-decisions of process.
+const maxRecordAttempts = 4
+
+var errStale = errors.New("engine: registration record changed during the registration")
+
+// assign allocates a hub and applies the decision in the hubs. A hub found
+// unavailable while assigning is excluded and the device allocated again
+// (DPS keeps assigning to a dead hub; we do not).
+func (j *job) assign(ctx context.Context, cur *model.Registration) (*model.Registration, error) {
 	excluded := map[string]bool{}
 	for {
 		rec, host, err := j.attempt(ctx, cur, excluded)
 		if err == nil {
-			return j.e.enr.PutRegistration(ctx, j.snap.name, rec)
+			return rec, nil
 		}
 		if host == "" || !isUnavailable(err) || excluded[strings.ToLower(host)] || len(excluded) >= len(j.snap.hubs) {
 			return nil, err
 		}
 		excluded[strings.ToLower(host)] = true
 	}
+}
+
+// write stores rec in one fenced transaction that commits only if the
+// registration record is still the one the decision was taken on.
+func (j *job) write(ctx context.Context, cur *readReg, rec *model.Registration) (*model.Registration, error) {
+	var out *model.Registration
+	first := true
+	err := j.e.store.Update(ctx, j.snap.name, func(tx *store.Tx) error {
+		if !first {
+			return errStale
+		}
+		first = false
+		tx.Seed(cur.key, cur.rev, cur.raw)
+		var err error
+		out, err = j.e.enr.PutRegistrationTx(tx, j.snap.name, rec)
+		return err
+	})
+	return out, err
 }
 
 // attempt allocates a hub (avoiding excluded ones) and applies the

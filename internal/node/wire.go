@@ -1,10 +1,12 @@
 package node
 
 import (
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/opendps/opendps/internal/apierr"
@@ -125,4 +127,20 @@ func (n *Node) mountOps(mux *http.ServeMux) {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// Profiles for operators, behind the operator token.
+	mux.Handle("/debug/pprof/", n.requireToken(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", n.requireToken(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/trace", n.requireToken(http.HandlerFunc(pprof.Trace)))
+}
+
+// requireToken lets through requests carrying the operator token.
+func (n *Node) requireToken(h http.Handler) http.Handler {
+	want := []byte("Bearer " + n.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			apierr.Write(w, r, n.log, apierr.New(apierr.CodeUnauthorized, "The operator token is missing or wrong."))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -154,6 +154,34 @@ func (s *Store) Get(ctx context.Context, key string, v any) (bool, error) {
 	return true, json.Unmarshal(resp.Kvs[0].Value, v)
 }
 
+// GetRev reads key into v and returns its mod revision (0 when absent) and
+// the raw value. A serializable read is answered by the local member without
+// a round of consensus: it may be slightly stale, which is fine for reads
+// whose revision a later transaction compares (Tx.Seed) or that only
+// authenticate.
+func (s *Store) GetRev(ctx context.Context, key string, v any, serializable bool) (rev int64, raw []byte, err error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	resp, err := s.cli.Get(ctx, key, opts...)
+	if err != nil {
+		return 0, nil, wrapErr(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil, nil
+	}
+	kv := resp.Kvs[0]
+	if v != nil {
+		if err := json.Unmarshal(kv.Value, v); err != nil {
+			return 0, nil, err
+		}
+	}
+	return kv.ModRevision, kv.Value, nil
+}
+
 // Page is one page of a key-range listing.
 type Page struct {
 	Values [][]byte

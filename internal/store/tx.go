@@ -20,7 +20,8 @@ type Tx struct {
 	ctx     context.Context
 	dir     *model.DirEntry
 	dirRaw  []byte
-	reads   map[string]int64 // key -> mod revision seen (0: absent)
+	reads   map[string]int64  // key -> mod revision seen (0: absent)
+	seeded  map[string][]byte // values read before the transaction (Seed)
 	writes  map[string][]byte
 	deletes map[string]bool
 	order   []string
@@ -38,6 +39,12 @@ func (tx *Tx) Get(key string, v any) (bool, error) {
 	if tx.deletes[key] {
 		return false, nil
 	}
+	if raw, ok := tx.seeded[key]; ok {
+		if raw == nil {
+			return false, nil
+		}
+		return true, json.Unmarshal(raw, v)
+	}
 	ctx, cancel := tx.s.opCtx(tx.ctx)
 	defer cancel()
 	resp, err := tx.s.cli.Get(ctx, key)
@@ -50,6 +57,18 @@ func (tx *Tx) Get(key string, v any) (bool, error) {
 	}
 	tx.reads[key] = resp.Kvs[0].ModRevision
 	return true, json.Unmarshal(resp.Kvs[0].Value, v)
+}
+
+// Seed records that key was read before the transaction, at mod revision
+// rev (0: absent) with value raw (nil: absent): Get returns it without a
+// round trip and the commit compares rev, so a decision taken on that read
+// cannot commit if the key changed since.
+func (tx *Tx) Seed(key string, rev int64, raw []byte) {
+	if tx.seeded == nil {
+		tx.seeded = map[string][]byte{}
+	}
+	tx.seeded[key] = raw
+	tx.reads[key] = rev
 }
 
 // Put writes v (JSON) at key on commit.

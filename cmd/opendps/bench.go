@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/opendps/opendps/internal/bench"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(benchCmd) }
+
+func benchCmd() *cobra.Command {
+	cfg := bench.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "bench [--devices N] [--concurrency C] [--duration D] [--rate R]",
+		Short: "Load-test the device API of a deployment and compare with raw etcd writes (docs/performance.md)",
+		Long: `bench creates an enrollment group (or individual enrollments) through the
+service API, registers bench-<runid>-<i> devices over HTTPS from C workers
+spread over every node of the connection file, then runs transactions of the
+same size straight on the deployment's etcd, and reports registrations/s,
+latency, round trips per registration, errors by kind, raw writes/s and the
+ratio of the two. It only talks to the endpoints of the connection file and
+stops by itself. Progress goes to stderr, the report to stdout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := loadClientEnv()
+			if err != nil {
+				return err
+			}
+			if env.Conn.IDScope == "" {
+				return errors.New("no deployment: start `opendps dev` and pass --connection DIR/connection.json")
+			}
+			cfg.Conn = env.Conn
+			cfg.Conn.ServiceConnectionString = env.ServiceCS
+			if clientFlags.caFile != "" {
+				cfg.Conn.CACertificate = clientFlags.caFile
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if rep != nil {
+				if perr := printResult(cmd.OutOrStdout(), rep, func(w io.Writer) { rep.WriteText(w) }); perr != nil {
+					return perr
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Devices, "devices", cfg.Devices, "distinct devices to register")
+	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "concurrent workers (each one device at a time)")
+	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the load phase")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "also stop once every device registered this many times (0: duration only)")
+	f.StringVar(&cfg.Enrollment, "enrollment", cfg.Enrollment, "group (one symmetric-key group) or individual (one enrollment per device, bulk-created)")
+	f.BoolVar(&cfg.ReuseConnections, "reuse-connections", false, "keep TLS connections across registrations (default: a new connection and handshake per registration)")
+	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "device protocol (https)")
+	f.Float64Var(&cfg.Rate, "rate", 0, "start this many registrations per second (open loop; 0: as fast as the workers go)")
+	f.BoolVar(&cfg.RawStoreCheck, "raw-store-check", cfg.RawStoreCheck, "then measure raw etcd transactions of the same size on the same store")
+	f.DurationVar(&cfg.RawDuration, "raw-duration", cfg.RawDuration, "length of the raw etcd measurement")
+	f.IntVar(&cfg.RawValueBytes, "raw-value-bytes", cfg.RawValueBytes, "value size of a raw write (about a registration record)")
+	f.BoolVar(&cfg.RetryThrottled, "retry-throttled", false, "wait out 429 answers (bounded) instead of counting them as errors")
+	f.BoolVar(&cfg.Cleanup, "cleanup", cfg.Cleanup, "delete the run's enrollments and registration records afterwards")
+	f.DurationVar(&cfg.SetupTimeout, "setup-timeout", cfg.SetupTimeout, "bound on setup, and on cleanup")
+	f.DurationVar(&cfg.RegistrationTimeout, "registration-timeout", 30*time.Second, "bound on one registration, polls included")
+	f.StringVar(&cfg.RunID, "run-id", "", "name of the run (default: random)")
+	return cmd
+}
