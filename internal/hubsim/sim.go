@@ -64,6 +64,7 @@ type Sim struct {
 	hubs  map[string]*hubState // guarded by mu; keyed by normHost(HostName)
 	dirty bool                 // guarded by mu: state changed since the last save
 	timer *time.Timer          // guarded by mu: pending save, nil when none
+	delay time.Duration        // guarded by mu: current save delay (adapts to the cost of a save)
 }
 
 // saveDelay batches state-file writes: at most one per saveDelay, so that a
@@ -77,7 +78,7 @@ func (s *Sim) markDirtyLocked() {
 	}
 	s.dirty = true
 	if s.timer == nil {
-		s.timer = time.AfterFunc(saveDelay, func() { s.Flush() })
+		s.timer = time.AfterFunc(max(saveDelay, s.delay), func() { s.Flush() })
 	}
 }
 
@@ -94,7 +95,12 @@ func (s *Sim) Flush() error {
 		return nil
 	}
 	s.dirty = false
-	return s.saveLocked()
+	start := time.Now()
+	err := s.saveLocked()
+	// A save holds the lock: keep it below about 1% of the time, so a big
+	// state (a load test's devices) saves less often.
+	s.delay = 100 * time.Since(start)
+	return err
 }
 
 // hubState is one hub. Every field is guarded by Sim.mu.

@@ -81,7 +81,7 @@ func (s *Sim) saveLocked() error {
 		st.Hubs = append(st.Hubs, hs)
 	}
 	slices.SortFunc(st.Hubs, func(a, b hubStore) int { return strings.Compare(a.HostName, b.HostName) })
-	b, err := json.MarshalIndent(st, "", "  ")
+	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
