@@ -60,11 +60,12 @@ type Sim struct {
 	now       func() time.Time
 	stateFile string
 
-	mu    sync.Mutex
-	hubs  map[string]*hubState // guarded by mu; keyed by normHost(HostName)
-	dirty bool                 // guarded by mu: state changed since the last save
-	timer *time.Timer          // guarded by mu: pending save, nil when none
-	delay time.Duration        // guarded by mu: current save delay (adapts to the cost of a save)
+	saveMu sync.Mutex // serialises saves; taken before mu
+	mu     sync.Mutex
+	hubs   map[string]*hubState // guarded by mu; keyed by normHost(HostName)
+	dirty  bool                 // guarded by mu: state changed since the last save
+	timer  *time.Timer          // guarded by mu: pending save, nil when none
+	delay  time.Duration        // guarded by mu: current save delay (adapts to the cost of a save)
 }
 
 // saveDelay batches state-file writes: at most one per saveDelay, so that a
@@ -85,6 +86,8 @@ func (s *Sim) markDirtyLocked() {
 // Flush writes pending state changes to the state file now. Server.Close
 // calls it; it is safe to call at any time.
 func (s *Sim) Flush() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.timer != nil {
@@ -96,10 +99,13 @@ func (s *Sim) Flush() error {
 	}
 	s.dirty = false
 	start := time.Now()
-	err := s.saveLocked()
-	// A save holds the lock: keep it below about 1% of the time, so a big
-	// state (a load test's devices) saves less often.
-	s.delay = 100 * time.Since(start)
+	snap := s.snapshotLocked()
+	s.mu.Unlock()
+	err := s.writeState(snap)
+	s.mu.Lock()
+	// Keep saving below about 2% of the time, so a big state (a load
+	// test's devices) saves less often.
+	s.delay = 50 * time.Since(start)
 	return err
 }
 
@@ -341,6 +347,9 @@ func (s *Sim) dispatch(host string, c call) (reply, error) {
 	}
 	rep, err := fn(h, c)
 	if err == nil && c.method != http.MethodGet {
+		if rec := h.devices[c.id]; rec != nil && c.id != "" {
+			rec.raw = nil // re-encoded by the next save
+		}
 		s.markDirtyLocked()
 	}
 	return rep, err

@@ -1,6 +1,7 @@
 package hubsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,22 +67,45 @@ func (hs hubStore) restore() *hubState {
 	return h
 }
 
-// saveLocked writes the state file (if any) atomically. s.mu must be held.
-func (s *Sim) saveLocked() error {
+// savedState is the state file as written: records already encoded, so
+// that encoding them again is not needed at each save.
+type savedState struct {
+	Version int             `json:"version"`
+	Hubs    []savedHubStore `json:"hubs"`
+}
+
+type savedHubStore struct {
+	HubConfig
+	Seq     uint64            `json:"seq"`
+	LastGen int64             `json:"lastGenerationId"`
+	Devices []json.RawMessage `json:"devices"`
+}
+
+// snapshotLocked captures the state to save. Only records changed since
+// the last save are encoded; the others reuse their bytes. s.mu must be held.
+func (s *Sim) snapshotLocked() *savedState {
+	st := &savedState{Version: stateVersion}
+	for _, h := range s.hubs {
+		hs := savedHubStore{HubConfig: h.cfg, Seq: h.seq, LastGen: h.lastGen, Devices: make([]json.RawMessage, 0, len(h.devices))}
+		for _, r := range h.devices {
+			if r.raw == nil {
+				r.raw, _ = json.Marshal(r)
+			}
+			hs.Devices = append(hs.Devices, r.raw)
+		}
+		st.Hubs = append(st.Hubs, hs)
+	}
+	slices.SortFunc(st.Hubs, func(a, b savedHubStore) int { return strings.Compare(a.HostName, b.HostName) })
+	return st
+}
+
+// writeState writes a snapshot to the state file atomically (no lock
+// needed: the snapshot is not shared).
+func (s *Sim) writeState(st *savedState) error {
 	if s.stateFile == "" {
 		return nil
 	}
-	st := stateFile{Version: stateVersion}
-	for _, h := range s.hubs {
-		hs := hubStore{HubConfig: h.cfg, Seq: h.seq, LastGen: h.lastGen}
-		for _, r := range h.devices {
-			hs.Devices = append(hs.Devices, r)
-		}
-		slices.SortFunc(hs.Devices, func(a, b *record) int { return strings.Compare(a.Device.DeviceID, b.Device.DeviceID) })
-		st.Hubs = append(st.Hubs, hs)
-	}
-	slices.SortFunc(st.Hubs, func(a, b hubStore) int { return strings.Compare(a.HostName, b.HostName) })
-	b, err := json.Marshal(st)
+	b, err := st.encode()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
@@ -89,6 +113,45 @@ func (s *Sim) saveLocked() error {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
 	return nil
+}
+
+// encode renders the state as JSON by concatenating the records' bytes
+// (json.Marshal would validate and re-compact megabytes of them).
+func (st *savedState) encode() ([]byte, error) {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, `{"version":%d,"hubs":[`, st.Version)
+	for i, h := range st.Hubs {
+		head, err := json.Marshal(struct {
+			HubConfig
+			Seq     uint64 `json:"seq"`
+			LastGen int64  `json:"lastGenerationId"`
+		}{h.HubConfig, h.Seq, h.LastGen})
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(head[:len(head)-1]) // without the closing brace
+		buf.WriteString(`,"devices":[`)
+		for j, d := range h.Devices {
+			if j > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(d)
+		}
+		buf.WriteString("]}")
+	}
+	buf.WriteString("]}\n")
+	return buf.Bytes(), nil
+}
+
+// saveLocked writes the state file (if any). s.mu must be held.
+func (s *Sim) saveLocked() error {
+	if s.stateFile == "" {
+		return nil
+	}
+	return s.writeState(s.snapshotLocked())
 }
 
 // writeFileAtomic replaces path with data through a rename. It does not

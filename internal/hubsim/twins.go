@@ -24,6 +24,9 @@ const (
 // record is one device: identity and twin. Guarded by Sim.mu; JSON is the
 // state file form.
 type record struct {
+	// raw is the record's JSON as of its last change (for saves that do
+	// not hold the lock while they write); nil until first computed.
+	raw             []byte
 	Device          hub.Device     `json:"device"`
 	Tags            map[string]any `json:"tags,omitempty"`
 	Desired         map[string]any `json:"desired,omitempty"`
