@@ -27,6 +27,7 @@ ratio of the two. It only talks to the endpoints of the connection file and
 stops by itself. Progress goes to stderr, the report to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			env, err := loadClientEnv()
 			if err != nil {
 				return err

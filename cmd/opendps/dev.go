@@ -25,6 +25,7 @@ directory it reuses everything. Stop it with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			tuneGC()
 			d, err := devenv.Start(cmd.Context(), opts)
 			if err != nil {
 				return err

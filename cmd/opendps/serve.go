@@ -99,6 +99,7 @@ directory; a restart with the same data directory keeps everything.`,
 			if err := resolveNodeConfig(cmd, &cfg, *configFile); err != nil {
 				return err
 			}
+			tuneGC()
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
