@@ -31,27 +31,10 @@ type deployment struct {
 	svc  *dpsclient.Service
 }
 
+// startDeployment starts a dev deployment in dir, logging errors only.
 func startDeployment(t *testing.T, dir string) *deployment {
 	t.Helper()
-	d, err := devenv.Start(context.Background(), devenv.Options{DataDir: dir, LogLevel: "error"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := dpsclient.LoadConnection(d.ConnectionPath)
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	hc, err := dpsclient.HTTPClient(conn.CACertificate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := dpsclient.NewService(conn.ServiceConnectionString, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &deployment{t: t, dir: dir, d: d, conn: conn, hc: hc, svc: svc,
-		ctl: dpsclient.NewControl(conn.ControlEndpoint, conn.OperatorToken, hc)}
+	return startDeploymentWith(t, devenv.Options{DataDir: dir, LogLevel: "error"})
 }
 
 // TestCoreServiceAPIWithNodeSDK starts a dev deployment and drives its

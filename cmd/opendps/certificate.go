@@ -59,31 +59,36 @@ func printCert(w io.Writer, c *dpsclient.Certificate) {
 	tw.Flush()
 }
 
+// certRun returns the RunE of a verb on certificate NAME of INSTANCE that
+// needs its etag: *etag, or else the certificate's current etag.
+func certRun[T any](etag *string, do func(c *dpsclient.Control, ctx context.Context, inst, name, etag string) (T, error), text func(io.Writer, T)) runE {
+	return controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (T, error) {
+		tag, err := etagOf(cmd.Context(), c, args[0], args[1], *etag)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return do(c, cmd.Context(), args[0], args[1], tag)
+	}, text)
+}
+
 func certUploadCmd() *cobra.Command {
-	var file, etag string
+	var file, etag, text string
 	var verified, force bool
 	cmd := &cobra.Command{
 		Use:   "upload INSTANCE NAME --file PEM",
 		Short: "Upload a CA certificate (replacing one needs --etag or --force)",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			text, err := readCertFile(file)
-			if err != nil {
-				return err
+		RunE: checkThen(func([]string) (err error) {
+			text, err = readCertFile(file)
+			return err
+		}, controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.Certificate, error) {
+			ifMatch := etag
+			if force && ifMatch == "" {
+				ifMatch = "*"
 			}
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			if force && etag == "" {
-				etag = "*"
-			}
-			cert, err := c.PutCertificate(cmd.Context(), args[0], args[1], text, verified, etag)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), cert, func(w io.Writer) { printCert(w, cert) })
-		},
+			return c.PutCertificate(cmd.Context(), args[0], args[1], text, verified, ifMatch)
+		}, printCert)),
 	}
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "PEM or base64 DER file of the certificate (required)")
@@ -99,17 +104,9 @@ func certShowCmd() *cobra.Command {
 		Use:   "show INSTANCE NAME",
 		Short: "Show a CA certificate",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			cert, err := c.GetCertificate(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), cert, func(w io.Writer) { printCert(w, cert) })
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.Certificate, error) {
+			return c.GetCertificate(cmd.Context(), args[0], args[1])
+		}, printCert),
 	}
 }
 
@@ -118,25 +115,17 @@ func certListCmd() *cobra.Command {
 		Use:   "list INSTANCE",
 		Short: "List the CA certificates of an instance",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) ([]dpsclient.Certificate, error) {
+			return c.ListCertificates(cmd.Context(), args[0])
+		}, func(w io.Writer, list []dpsclient.Certificate) {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSUBJECT\tVERIFIED\tEXPIRY\tTHUMBPRINT")
+			for _, c := range list {
+				p := c.Properties
+				fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", c.Name, p.Subject, p.IsVerified, p.Expiry, p.Thumbprint)
 			}
-			list, err := c.ListCertificates(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), list, func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSUBJECT\tVERIFIED\tEXPIRY\tTHUMBPRINT")
-				for _, c := range list {
-					p := c.Properties
-					fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", c.Name, p.Subject, p.IsVerified, p.Expiry, p.Thumbprint)
-				}
-				tw.Flush()
-			})
-		},
+			tw.Flush()
+		}),
 	}
 }
 
@@ -146,22 +135,9 @@ func certDeleteCmd() *cobra.Command {
 		Use:   "delete INSTANCE NAME",
 		Short: "Delete a CA certificate",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			tag, err := etagOf(cmd.Context(), c, args[0], args[1], etag)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteCertificate(cmd.Context(), args[0], args[1], tag); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"deleted": args[1]}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted certificate %s of %s\n", args[1], args[0])
-			})
-		},
+		RunE: certRun(&etag, func(c *dpsclient.Control, ctx context.Context, inst, name, tag string) (done, error) {
+			return done{"deleted", name, "deleted certificate " + name + " of " + inst}, c.DeleteCertificate(ctx, inst, name, tag)
+		}, printDone),
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the certificate has this etag (default: its current etag)")
 	return cmd
@@ -173,51 +149,24 @@ func certCodeCmd() *cobra.Command {
 		Use:   "verification-code INSTANCE NAME",
 		Short: "Generate a proof-of-possession code: sign a certificate with CN=<code> with the CA key, then `verify` it",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			tag, err := etagOf(cmd.Context(), c, args[0], args[1], etag)
-			if err != nil {
-				return err
-			}
-			cert, err := c.GenerateVerificationCode(cmd.Context(), args[0], args[1], tag)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), cert, func(w io.Writer) { printCert(w, cert) })
-		},
+		RunE:  certRun(&etag, (*dpsclient.Control).GenerateVerificationCode, printCert),
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "etag the certificate must have (default: its current etag)")
 	return cmd
 }
 
 func certVerifyCmd() *cobra.Command {
-	var file, etag string
+	var file, etag, proof string
 	cmd := &cobra.Command{
 		Use:   "verify INSTANCE NAME --file PEM",
 		Short: "Prove possession of the CA key with a certificate whose CN is the verification code",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			text, err := readCertFile(file)
-			if err != nil {
-				return err
-			}
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			tag, err := etagOf(cmd.Context(), c, args[0], args[1], etag)
-			if err != nil {
-				return err
-			}
-			cert, err := c.VerifyCertificate(cmd.Context(), args[0], args[1], tag, text)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), cert, func(w io.Writer) { printCert(w, cert) })
-		},
+		RunE: checkThen(func([]string) (err error) {
+			proof, err = readCertFile(file)
+			return err
+		}, certRun(&etag, func(c *dpsclient.Control, ctx context.Context, inst, name, tag string) (*dpsclient.Certificate, error) {
+			return c.VerifyCertificate(ctx, inst, name, tag, proof)
+		}, printCert)),
 	}
 	cmd.Flags().StringVar(&file, "file", "", "PEM or base64 DER file of the verification certificate (required)")
 	cmd.Flags().StringVar(&etag, "etag", "", "etag the certificate must have (default: its current etag)")

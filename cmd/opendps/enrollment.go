@@ -87,40 +87,19 @@ func enrollmentCmd() *cobra.Command {
 	return cmd
 }
 
+// enrollmentRecord is the individual enrollment for the generic verbs.
+var enrollmentRecord = &serviceRecord[*dpsclient.IndividualEnrollment]{what: "enrollment",
+	get: (*dpsclient.Service).GetEnrollment, put: (*dpsclient.Service).CreateOrUpdateEnrollment,
+	del: (*dpsclient.Service).DeleteEnrollment, print: printEnrollment}
+
 func enrollmentCreateCmd() *cobra.Command {
-	var c commonFlags
 	var certFile, tpmEK, deviceID string
-	cmd := &cobra.Command{
-		Use:   "create REGID [--key K --secondary-key K2 | --certificate PEMFILE | --tpm-ek B64]",
-		Short: "Create an individual enrollment (symmetric key unless --certificate or --tpm-ek)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			att, err := individualAttestation(certFile, tpmEK)
-			if err != nil {
-				return err
-			}
-			ec, err := c.common(att)
-			if err != nil {
-				return err
-			}
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			if _, err := s.GetEnrollment(cmd.Context(), args[0]); err == nil {
-				return fmt.Errorf("enrollment %s already exists (delete it first, or use set-status)", args[0])
-			} else if !errors.Is(err, dpsclient.ErrServiceNotFound) {
-				return err
-			}
-			e, err := s.CreateOrUpdateEnrollment(cmd.Context(), &dpsclient.IndividualEnrollment{
-				RegistrationID: args[0], DeviceID: deviceID, EnrollmentCommon: ec})
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), e, func(w io.Writer) { printEnrollment(w, e) })
-		},
-	}
-	c.add(cmd)
+	cmd := enrollmentRecord.createCmd("create REGID [--key K --secondary-key K2 | --certificate PEMFILE | --tpm-ek B64]",
+		"Create an individual enrollment (symmetric key unless --certificate or --tpm-ek)",
+		func() (*dpsclient.AttestationMechanism, error) { return individualAttestation(certFile, tpmEK) },
+		func(id string, ec dpsclient.EnrollmentCommon) *dpsclient.IndividualEnrollment {
+			return &dpsclient.IndividualEnrollment{RegistrationID: id, DeviceID: deviceID, EnrollmentCommon: ec}
+		})
 	f := cmd.Flags()
 	f.StringVar(&certFile, "certificate", "", "X.509 attestation with this device certificate (PEM file)")
 	f.StringVar(&tpmEK, "tpm-ek", "", "TPM attestation with this endorsement key (base64)")
@@ -151,106 +130,30 @@ func individualAttestation(certFile, tpmEK string) (*dpsclient.AttestationMechan
 }
 
 func enrollmentShowCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "show REGID",
-		Short: "Show an individual enrollment, keys included",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			e, err := s.GetEnrollment(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), e, func(w io.Writer) { printEnrollment(w, e) })
-		},
-	}
+	return enrollmentRecord.showCmd("show REGID", "Show an individual enrollment, keys included")
 }
 
 func enrollmentListCmd() *cobra.Command {
-	var pageSize int
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List every individual enrollment",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			var all []*dpsclient.IndividualEnrollment
-			for cont := ""; ; {
-				page, next, err := s.QueryEnrollments(cmd.Context(), pageSize, cont)
-				if err != nil {
-					return err
-				}
-				if all = append(all, page...); next == "" {
-					break
-				}
-				cont = next
-			}
-			return printResult(cmd.OutOrStdout(), all, func(w io.Writer) {
-				fmt.Fprintf(w, "%-40s %-13s %-9s %s\n", "REGISTRATION ID", "ATTESTATION", "STATUS", "DEVICE ID")
-				for _, e := range all {
-					fmt.Fprintf(w, "%-40s %-13s %-9s %s\n", e.RegistrationID, attestationType(e.Attestation), e.ProvisioningStatus, e.DeviceID)
-				}
-			})
-		},
-	}
-	cmd.Flags().IntVar(&pageSize, "page-size", 100, "enrollments per service API page")
-	return cmd
+	return listCmd("list", "List every individual enrollment", "enrollments per service API page",
+		(*dpsclient.Service).QueryEnrollments, table[*dpsclient.IndividualEnrollment]{
+			format: "%-40s %-13s %-9s %s\n",
+			header: []any{"REGISTRATION ID", "ATTESTATION", "STATUS", "DEVICE ID"},
+			row: func(e *dpsclient.IndividualEnrollment) []any {
+				return []any{e.RegistrationID, attestationType(e.Attestation), e.ProvisioningStatus, e.DeviceID}
+			},
+		})
 }
 
 func enrollmentDeleteCmd() *cobra.Command {
-	var etag string
-	cmd := &cobra.Command{
-		Use:   "delete REGID",
-		Short: "Delete an individual enrollment (its registration record stays)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			if err := s.DeleteEnrollment(cmd.Context(), args[0], etag); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"deleted": args[0]}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted enrollment %s\n", args[0])
-			})
-		},
-	}
-	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the enrollment still has this etag")
-	return cmd
+	return enrollmentRecord.deleteCmd("delete REGID", "Delete an individual enrollment (its registration record stays)",
+		"delete only if the enrollment still has this etag")
 }
 
 func enrollmentSetStatusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "set-status REGID enabled|disabled",
-		Short: "Enable or disable an individual enrollment",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			status, err := parseStatus(args[1])
-			if err != nil {
-				return err
-			}
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			e, err := s.GetEnrollment(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
+	return enrollmentRecord.setStatusCmd("set-status REGID enabled|disabled", "Enable or disable an individual enrollment",
+		func(e *dpsclient.IndividualEnrollment, status string) {
 			e.ProvisioningStatus, e.RegistrationState = status, nil
-			if e, err = s.CreateOrUpdateEnrollment(cmd.Context(), e); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), e, func(w io.Writer) { printEnrollment(w, e) })
-		},
-	}
+		})
 }
 
 func parseStatus(s string) (string, error) {

@@ -4,55 +4,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/opendps/opendps/dpstest/servicetest"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/enrollment/enrollmenttest"
 	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/netutil"
 	"github.com/opendps/opendps/internal/pki"
-	"github.com/opendps/opendps/internal/serviceapi"
-	"github.com/opendps/opendps/internal/store"
 )
 
 // serviceFixture serves the service API of a fresh instance over TLS and
 // returns the global flags that point the CLI at it.
 func serviceFixture(t *testing.T) (*enrollment.Service, *enrollmenttest.Instance, []string) {
 	t.Helper()
-	c, _ := netutil.FreeLoopbackAddr()
-	p, _ := netutil.FreeLoopbackAddr()
-	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), Region: enrollmenttest.Region,
-		ClientURL: "http://" + c, PeerURL: "http://" + p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	in := enrollmenttest.NewInstance(t, st, "cli")
-	svc := enrollment.New(st)
-	h, err := serviceapi.New(serviceapi.Config{Store: st, Enrollments: svc, ServiceDomain: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := pki.NewCA("test")
-	m, _ := pki.NewMinter(ca, []string{"localhost"}, func(h string) bool { return strings.HasSuffix(h, ".localhost") })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, TLSConfig: pki.ServerTLS(m.GetCertificate)}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, ca.CertPEM, 0o600)
-	cs := fmt.Sprintf("HostName=cli.localhost:%d;SharedAccessKeyName=%s;SharedAccessKey=%s",
-		ln.Addr().(*net.TCPAddr).Port, model.OwnerPolicy, in.OwnerKey)
-	return svc, in, []string{"--connection", filepath.Join(t.TempDir(), "none.json"), "--ca-file", caFile, "--service-connection-string", cs}
+	srv := servicetest.Start(t, "cli")
+	return srv.Enrollments, srv.Instance, []string{"--connection", filepath.Join(t.TempDir(), "none.json"),
+		"--ca-file", srv.CAFile, "--service-connection-string", srv.ConnectionString()}
 }
 
 // run runs the CLI with args and returns stdout.
@@ -128,8 +98,8 @@ func TestEnrollmentCLI(t *testing.T) {
 	if _, err := run(t, global, "registration", "show", "r1"); err == nil {
 		t.Error("registration show after delete succeeded")
 	}
-	if _, err := run(t, global, "enrollment", "delete", "cli-dev-1"); err != nil {
-		t.Error(err)
+	if out, err := run(t, global, "enrollment", "delete", "cli-dev-1", "--json"); err != nil || out != "{\n  \"deleted\": \"cli-dev-1\"\n}\n" {
+		t.Errorf("delete --json = %q, %v", out, err)
 	}
 	if _, err := run(t, global, "group", "delete", "cli-grp", "--etag", `"stale"`); err == nil || !strings.Contains(err.Error(), "412") {
 		t.Errorf("stale group delete: %v", err)

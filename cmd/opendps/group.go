@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 
@@ -19,39 +18,19 @@ func groupCmd() *cobra.Command {
 	return cmd
 }
 
+// groupRecord is the enrollment group for the generic verbs.
+var groupRecord = &serviceRecord[*dpsclient.EnrollmentGroup]{what: "enrollment group",
+	get: (*dpsclient.Service).GetGroup, put: (*dpsclient.Service).CreateOrUpdateGroup,
+	del: (*dpsclient.Service).DeleteGroup, print: printGroup}
+
 func groupCreateCmd() *cobra.Command {
-	var c commonFlags
 	var signing, caRef, caRef2 string
-	cmd := &cobra.Command{
-		Use:   "create GROUPID [--key K --secondary-key K2 | --signing-certificate PEMFILE | --ca-ref NAME]",
-		Short: "Create an enrollment group (symmetric key unless --signing-certificate or --ca-ref)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			att, err := groupAttestation(signing, caRef, caRef2)
-			if err != nil {
-				return err
-			}
-			ec, err := c.common(att)
-			if err != nil {
-				return err
-			}
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			if _, err := s.GetGroup(cmd.Context(), args[0]); err == nil {
-				return fmt.Errorf("enrollment group %s already exists (delete it first, or use set-status)", args[0])
-			} else if !errors.Is(err, dpsclient.ErrServiceNotFound) {
-				return err
-			}
-			g, err := s.CreateOrUpdateGroup(cmd.Context(), &dpsclient.EnrollmentGroup{EnrollmentGroupID: args[0], EnrollmentCommon: ec})
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), g, func(w io.Writer) { printGroup(w, g) })
-		},
-	}
-	c.add(cmd)
+	cmd := groupRecord.createCmd("create GROUPID [--key K --secondary-key K2 | --signing-certificate PEMFILE | --ca-ref NAME]",
+		"Create an enrollment group (symmetric key unless --signing-certificate or --ca-ref)",
+		func() (*dpsclient.AttestationMechanism, error) { return groupAttestation(signing, caRef, caRef2) },
+		func(id string, ec dpsclient.EnrollmentCommon) *dpsclient.EnrollmentGroup {
+			return &dpsclient.EnrollmentGroup{EnrollmentGroupID: id, EnrollmentCommon: ec}
+		})
 	f := cmd.Flags()
 	f.StringVar(&signing, "signing-certificate", "", "X.509 attestation by this signing (CA or intermediate) certificate, PEM file")
 	f.StringVar(&caRef, "ca-ref", "", "X.509 attestation by this verified CA certificate of the instance (name)")
@@ -81,106 +60,28 @@ func groupAttestation(signing, caRef, caRef2 string) (*dpsclient.AttestationMech
 }
 
 func groupShowCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "show GROUPID",
-		Short: "Show an enrollment group, keys included",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			g, err := s.GetGroup(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), g, func(w io.Writer) { printGroup(w, g) })
-		},
-	}
+	return groupRecord.showCmd("show GROUPID", "Show an enrollment group, keys included")
 }
 
 func groupListCmd() *cobra.Command {
-	var pageSize int
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List every enrollment group",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			var all []*dpsclient.EnrollmentGroup
-			for cont := ""; ; {
-				page, next, err := s.QueryGroups(cmd.Context(), pageSize, cont)
-				if err != nil {
-					return err
-				}
-				if all = append(all, page...); next == "" {
-					break
-				}
-				cont = next
-			}
-			return printResult(cmd.OutOrStdout(), all, func(w io.Writer) {
-				fmt.Fprintf(w, "%-40s %-13s %s\n", "GROUP ID", "ATTESTATION", "STATUS")
-				for _, g := range all {
-					fmt.Fprintf(w, "%-40s %-13s %s\n", g.EnrollmentGroupID, attestationType(g.Attestation), g.ProvisioningStatus)
-				}
-			})
-		},
-	}
-	cmd.Flags().IntVar(&pageSize, "page-size", 100, "groups per service API page")
-	return cmd
+	return listCmd("list", "List every enrollment group", "groups per service API page",
+		(*dpsclient.Service).QueryGroups, table[*dpsclient.EnrollmentGroup]{
+			format: "%-40s %-13s %s\n",
+			header: []any{"GROUP ID", "ATTESTATION", "STATUS"},
+			row: func(g *dpsclient.EnrollmentGroup) []any {
+				return []any{g.EnrollmentGroupID, attestationType(g.Attestation), g.ProvisioningStatus}
+			},
+		})
 }
 
 func groupDeleteCmd() *cobra.Command {
-	var etag string
-	cmd := &cobra.Command{
-		Use:   "delete GROUPID",
-		Short: "Delete an enrollment group (registration records of its devices stay)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			if err := s.DeleteGroup(cmd.Context(), args[0], etag); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"deleted": args[0]}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted enrollment group %s\n", args[0])
-			})
-		},
-	}
-	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the group still has this etag")
-	return cmd
+	return groupRecord.deleteCmd("delete GROUPID", "Delete an enrollment group (registration records of its devices stay)",
+		"delete only if the group still has this etag")
 }
 
 func groupSetStatusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "set-status GROUPID enabled|disabled",
-		Short: "Enable or disable an enrollment group",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			status, err := parseStatus(args[1])
-			if err != nil {
-				return err
-			}
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			g, err := s.GetGroup(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g.ProvisioningStatus = status
-			if g, err = s.CreateOrUpdateGroup(cmd.Context(), g); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), g, func(w io.Writer) { printGroup(w, g) })
-		},
-	}
+	return groupRecord.setStatusCmd("set-status GROUPID enabled|disabled", "Enable or disable an enrollment group",
+		func(g *dpsclient.EnrollmentGroup, status string) { g.ProvisioningStatus = status })
 }
 
 func printGroup(w io.Writer, g *dpsclient.EnrollmentGroup) {

@@ -35,21 +35,15 @@ func hubAddCmd() *cobra.Command {
 		Use:   "add INSTANCE --connection-string CS",
 		Short: "Link an IoT hub to an instance (or update a linked hub); the hub must answer and accept the key",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: checkThen(func([]string) error {
 			if weight < 1 || weight > 1000 {
 				return fmt.Errorf("--weight must be 1 to 1000, not %d", weight)
 			}
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			h, err := c.LinkHub(cmd.Context(), args[0], dpsclient.IotHub{ConnectionString: cs, Location: location,
+			return nil
+		}, controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.IotHub, error) {
+			return c.LinkHub(cmd.Context(), args[0], dpsclient.IotHub{ConnectionString: cs, Location: location,
 				AllocationWeight: weight, ApplyAllocationPolicy: &apply})
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), h, func(w io.Writer) { printHubs(w, []dpsclient.IotHub{*h}) })
-		},
+		}, func(w io.Writer, h *dpsclient.IotHub) { printHubs(w, []dpsclient.IotHub{*h}) })),
 	}
 	f := cmd.Flags()
 	f.StringVar(&cs, "connection-string", "", "service connection string of the hub, e.g. its iothubowner policy (required)")
@@ -75,18 +69,9 @@ func hubRemoveCmd() *cobra.Command {
 		Use:   "remove INSTANCE HOST",
 		Short: "Unlink the hub of host name HOST from an instance",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			if err := c.UnlinkHub(cmd.Context(), args[0], args[1]); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"removed": args[1]}, func(w io.Writer) {
-				fmt.Fprintf(w, "unlinked hub %s from %s\n", args[1], args[0])
-			})
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (done, error) {
+			return done{"removed", args[1], "unlinked hub " + args[1] + " from " + args[0]}, c.UnlinkHub(cmd.Context(), args[0], args[1])
+		}, printDone),
 	}
 }
 
@@ -95,16 +80,8 @@ func hubListCmd() *cobra.Command {
 		Use:   "list INSTANCE",
 		Short: "List the hubs linked to an instance",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			hs, err := c.ListHubs(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), hs, func(w io.Writer) { printHubs(w, hs) })
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) ([]dpsclient.IotHub, error) {
+			return c.ListHubs(cmd.Context(), args[0])
+		}, printHubs),
 	}
 }

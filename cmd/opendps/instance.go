@@ -60,21 +60,13 @@ func instanceCreateCmd() *cobra.Command {
 		Long: "Create a DPS instance in REGION. Its data is replicated to the region's pair for disaster\n" +
 			"recovery, unless --data-residency is given (only where the region allows it).",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.ProvisioningService, error) {
 			spec := dpsclient.InstanceSpec{Location: region, AllocationPolicy: policy}
 			if residency {
 				spec.EnableDataResidency = &residency
 			}
-			svc, err := c.CreateInstance(cmd.Context(), args[0], spec)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), svc, func(w io.Writer) { printInstance(w, svc) })
-		},
+			return c.CreateInstance(cmd.Context(), args[0], spec)
+		}, printInstance),
 	}
 	cmd.Flags().StringVar(&region, "region", "", "region of the instance, e.g. westeurope (required)")
 	cmd.Flags().BoolVar(&residency, "data-residency", false, "keep the data in the region: no disaster recovery")
@@ -113,17 +105,9 @@ func instanceShowCmd() *cobra.Command {
 		Use:   "show NAME",
 		Short: "Show a DPS instance",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			svc, err := c.GetInstance(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), svc, func(w io.Writer) { printInstance(w, svc) })
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.ProvisioningService, error) {
+			return c.GetInstance(cmd.Context(), args[0])
+		}, printInstance),
 	}
 }
 
@@ -132,25 +116,17 @@ func instanceListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List the DPS instances of the subscription (of the resource group with --resource-group)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, _ []string) ([]dpsclient.ProvisioningService, error) {
+			return c.ListInstances(cmd.Context(), cmd.Flags().Changed("resource-group"))
+		}, func(w io.Writer, list []dpsclient.ProvisioningService) {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID SCOPE\tREGION\tSECONDARY\tDR\tRESOURCE GROUP")
+			for _, s := range list {
+				p := s.Properties
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, p.IDScope, s.Location, orNone(p.SecondaryLocation), p.DisasterRecovery, s.ResourceGroup)
 			}
-			list, err := c.ListInstances(cmd.Context(), cmd.Flags().Changed("resource-group"))
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), list, func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tID SCOPE\tREGION\tSECONDARY\tDR\tRESOURCE GROUP")
-				for _, s := range list {
-					p := s.Properties
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, p.IDScope, s.Location, orNone(p.SecondaryLocation), p.DisasterRecovery, s.ResourceGroup)
-				}
-				tw.Flush()
-			})
-		},
+			tw.Flush()
+		}),
 	}
 }
 
@@ -159,18 +135,9 @@ func instanceDeleteCmd() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a DPS instance and everything in it",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteInstance(cmd.Context(), args[0], ""); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"deleted": args[0]}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted instance %s\n", args[0])
-			})
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (done, error) {
+			return done{"deleted", args[0], "deleted instance " + args[0]}, c.DeleteInstance(cmd.Context(), args[0], "")
+		}, printDone),
 	}
 }
 
@@ -195,22 +162,17 @@ func instanceKeysCmd() *cobra.Command {
 		Use:   "keys NAME",
 		Short: "Show the shared access policies of an instance with their keys and connection strings",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) ([]policyKeys, error) {
 			svc, err := c.GetInstance(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return nil, err
 			}
 			keys, err := c.ListKeys(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return nil, err
 			}
-			out := withConnectionStrings(svc.Properties.ServiceOperationsHostName, keys)
-			return printResult(cmd.OutOrStdout(), out, func(w io.Writer) { printPolicyKeys(w, out) })
-		},
+			return withConnectionStrings(svc.Properties.ServiceOperationsHostName, keys), nil
+		}, printPolicyKeys),
 	}
 }
 

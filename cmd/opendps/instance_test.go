@@ -1,41 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/opendps/opendps/dpstest/pkitest"
+	"github.com/opendps/opendps/dpstest/storetest"
 	"github.com/opendps/opendps/internal/controlapi"
 	"github.com/opendps/opendps/internal/instance"
-	"github.com/opendps/opendps/internal/netutil"
 	"github.com/opendps/opendps/internal/regions"
-	"github.com/opendps/opendps/internal/store"
 )
 
 // controlFixture serves the control API over a fresh store (hub checks
 // always pass) and returns the global flags that point the CLI at it.
 func controlFixture(t *testing.T) []string {
 	t.Helper()
-	c, _ := netutil.FreeLoopbackAddr()
-	p, _ := netutil.FreeLoopbackAddr()
-	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), ClientURL: "http://" + c, PeerURL: "http://" + p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.New(t, "")
 	cat := regions.Builtin()
 	ok := instance.HubCheckFunc(func(context.Context, string) error { return nil })
 	m, err := instance.New(instance.Config{Store: st, Catalog: cat, ServiceDomain: "localhost:8443", DeviceHost: "localhost:8443", HubChecker: ok})
@@ -51,20 +36,9 @@ func controlFixture(t *testing.T) []string {
 	return []string{"--connection", filepath.Join(t.TempDir(), "none.json"), "--control-url", srv.URL, "--token", "tok"}
 }
 
-// runCLI runs the CLI with args and returns stdout.
-func runCLI(t *testing.T, global []string, args ...string) (string, error) {
-	t.Helper()
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetArgs(append(append([]string{}, args...), global...))
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
-
 func mustRun(t *testing.T, global []string, args ...string) string {
 	t.Helper()
-	out, err := runCLI(t, global, args...)
+	out, err := run(t, global, args...)
 	if err != nil {
 		t.Fatalf("opendps %s: %v", strings.Join(args, " "), err)
 	}
@@ -77,7 +51,7 @@ func TestControlPlaneCLI(t *testing.T) {
 	if !strings.Contains(out, "disaster recovery:  disabled") || !strings.Contains(out, "id scope:") {
 		t.Errorf("create output:\n%s", out)
 	}
-	if _, err := runCLI(t, g, "instance", "create", "cli-we", "--region", "westeurope", "--data-residency"); err == nil || !strings.Contains(err.Error(), "Brazil South") {
+	if _, err := run(t, g, "instance", "create", "cli-we", "--region", "westeurope", "--data-residency"); err == nil || !strings.Contains(err.Error(), "Brazil South") {
 		t.Errorf("residency in westeurope: %v", err)
 	}
 	var svc struct {
@@ -98,7 +72,7 @@ func TestControlPlaneCLI(t *testing.T) {
 	}
 
 	mustRun(t, g, "policy", "add", "cli-dps", "reader", "--rights", "enrollmentread")
-	if _, err := runCLI(t, g, "policy", "add", "cli-dps", "reader", "--rights", "enrollmentread"); err == nil {
+	if _, err := run(t, g, "policy", "add", "cli-dps", "reader", "--rights", "enrollmentread"); err == nil {
 		t.Error("policy add of an existing policy succeeded")
 	}
 	mustRun(t, g, "policy", "set", "cli-dps", "reader", "--rights", "EnrollmentRead,EnrollmentWrite")
@@ -115,26 +89,23 @@ func TestControlPlaneCLI(t *testing.T) {
 	if out := mustRun(t, g, "hub", "list", "cli-dps"); !strings.Contains(out, "hub1.localhost:8443") || !strings.Contains(out, "false") {
 		t.Errorf("hub list:\n%s", out)
 	}
-	if _, err := runCLI(t, g, "hub", "add", "cli-dps", "--connection-string", cs, "--weight", "0"); err == nil {
+	if _, err := run(t, g, "hub", "add", "cli-dps", "--connection-string", cs, "--weight", "0"); err == nil {
 		t.Error("weight 0 accepted")
 	}
 	mustRun(t, g, "hub", "remove", "cli-dps", "hub1.localhost:8443")
 
 	testCertificateCLI(t, g)
 	mustRun(t, g, "instance", "delete", "cli-dps")
-	if _, err := runCLI(t, g, "instance", "show", "cli-dps"); err == nil {
+	if _, err := run(t, g, "instance", "show", "cli-dps"); err == nil {
 		t.Error("deleted instance still shown")
 	}
 }
 
 func testCertificateCLI(t *testing.T, g []string) {
 	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CLI CA"}, IsCA: true,
-		BasicConstraintsValid: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca := pkitest.NewCA(t, "CLI CA")
 	caFile := filepath.Join(dir, "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	os.WriteFile(caFile, []byte(ca.PEM), 0o600)
 
 	mustRun(t, g, "certificate", "upload", "cli-dps", "root", "--file", caFile)
 	var code struct {
@@ -143,13 +114,8 @@ func testCertificateCLI(t *testing.T, g []string) {
 	if err := json.Unmarshal([]byte(mustRun(t, g, "certificate", "verification-code", "cli-dps", "root", "--json")), &code); err != nil || code.Properties.VerificationCode == "" {
 		t.Fatalf("verification-code: %+v %v", code, err)
 	}
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caCert, _ := x509.ParseCertificate(caDER)
-	leafDER, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: code.Properties.VerificationCode}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour)}, caCert, &leafKey.PublicKey, caKey)
 	proof := filepath.Join(dir, "proof.pem")
-	os.WriteFile(proof, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600)
+	os.WriteFile(proof, []byte(ca.IssuePEM(t, code.Properties.VerificationCode)), 0o600)
 	if out := mustRun(t, g, "certificate", "verify", "cli-dps", "root", "--file", proof); !strings.Contains(out, "verified:    true") {
 		t.Errorf("verify:\n%s", out)
 	}

@@ -29,17 +29,9 @@ func policySetCmd(verb, short string, createOnly bool) *cobra.Command {
 		Use:   verb + " INSTANCE KEYNAME --rights RIGHTS",
 		Short: short,
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			p, err := c.SetPolicy(cmd.Context(), args[0], args[1], rights, createOnly)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), p, func(w io.Writer) { printPolicy(w, p) })
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.AccessPolicy, error) {
+			return c.SetPolicy(cmd.Context(), args[0], args[1], rights, createOnly)
+		}, printPolicy),
 	}
 	cmd.Flags().StringVar(&rights, "rights", "", rightsHelp+" (required)")
 	cmd.MarkFlagRequired("rights")
@@ -62,18 +54,9 @@ func policyRemoveCmd() *cobra.Command {
 		Use:   "remove INSTANCE KEYNAME",
 		Short: "Remove a shared access policy (not the last one)",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			if err := c.RemovePolicy(cmd.Context(), args[0], args[1]); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"removed": args[1]}, func(w io.Writer) {
-				fmt.Fprintf(w, "removed policy %s from %s\n", args[1], args[0])
-			})
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (done, error) {
+			return done{"removed", args[1], "removed policy " + args[1] + " from " + args[0]}, c.RemovePolicy(cmd.Context(), args[0], args[1])
+		}, printDone),
 	}
 }
 
@@ -82,25 +65,20 @@ func policyListCmd() *cobra.Command {
 		Use:   "list INSTANCE",
 		Short: "List the shared access policies of an instance (without keys; see `instance keys`)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) ([]dpsclient.AccessPolicy, error) {
 			svc, err := c.GetInstance(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ps := svc.Properties.AuthorizationPolicies
-			return printResult(cmd.OutOrStdout(), ps, func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "POLICY\tRIGHTS")
-				for _, p := range ps {
-					fmt.Fprintf(tw, "%s\t%s\n", p.KeyName, p.Rights)
-				}
-				tw.Flush()
-			})
-		},
+			return svc.Properties.AuthorizationPolicies, nil
+		}, func(w io.Writer, ps []dpsclient.AccessPolicy) {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "POLICY\tRIGHTS")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%s\t%s\n", p.KeyName, p.Rights)
+			}
+			tw.Flush()
+		}),
 	}
 }
 
@@ -110,17 +88,9 @@ func policyRegenerateCmd() *cobra.Command {
 		Use:   "regenerate INSTANCE KEYNAME --key primary|secondary",
 		Short: "Replace the primary or secondary key of a policy with a new random one",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controlClient()
-			if err != nil {
-				return err
-			}
-			p, err := c.RegenerateKey(cmd.Context(), args[0], args[1], which)
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), p, func(w io.Writer) { printPolicy(w, p) })
-		},
+		RunE: controlRun(func(cmd *cobra.Command, c *dpsclient.Control, args []string) (*dpsclient.AccessPolicy, error) {
+			return c.RegenerateKey(cmd.Context(), args[0], args[1], which)
+		}, printPolicy),
 	}
 	cmd.Flags().StringVar(&which, "key", "", "which key to replace: primary or secondary (required)")
 	cmd.MarkFlagRequired("key")

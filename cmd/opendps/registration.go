@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,84 +18,39 @@ func registrationCmd() *cobra.Command {
 	return cmd
 }
 
+// registrationRecord is the registration state for the generic verbs.
+var registrationRecord = &serviceRecord[*dpsclient.DeviceRegistrationState]{what: "registration",
+	get: (*dpsclient.Service).GetRegistration, del: (*dpsclient.Service).DeleteRegistration, print: printRegistration}
+
 func registrationShowCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "show REGID",
-		Short: "Show the registration record of a device",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			r, err := s.GetRegistration(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), r, func(w io.Writer) { printRegistration(w, r) })
-		},
-	}
+	return registrationRecord.showCmd("show REGID", "Show the registration record of a device")
 }
 
 func registrationDeleteCmd() *cobra.Command {
-	var etag string
-	cmd := &cobra.Command{
-		Use:   "delete REGID",
-		Short: "Delete the registration record of a device (its hub identity stays)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			if err := s.DeleteRegistration(cmd.Context(), args[0], etag); err != nil {
-				return err
-			}
-			return printResult(cmd.OutOrStdout(), map[string]string{"deleted": args[0]}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted registration %s\n", args[0])
-			})
-		},
-	}
-	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the record still has this etag")
-	return cmd
+	return registrationRecord.deleteCmd("delete REGID", "Delete the registration record of a device (its hub identity stays)",
+		"delete only if the record still has this etag")
 }
 
 func registrationListCmd() *cobra.Command {
 	var group string
-	var pageSize int
-	cmd := &cobra.Command{
-		Use:   "list --group GROUPID",
-		Short: "List the registration records of the devices of an enrollment group",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if group == "" {
-				return errors.New("--group is required (the service API lists registrations per enrollment group)")
-			}
-			s, err := enrollmentClient()
-			if err != nil {
-				return err
-			}
-			var all []*dpsclient.DeviceRegistrationState
-			for cont := ""; ; {
-				page, next, err := s.QueryGroupRegistrations(cmd.Context(), group, pageSize, cont)
-				if err != nil {
-					return err
-				}
-				if all = append(all, page...); next == "" {
-					break
-				}
-				cont = next
-			}
-			return printResult(cmd.OutOrStdout(), all, func(w io.Writer) {
-				fmt.Fprintf(w, "%-40s %-10s %-40s %s\n", "REGISTRATION ID", "STATUS", "HUB", "DEVICE ID")
-				for _, r := range all {
-					fmt.Fprintf(w, "%-40s %-10s %-40s %s\n", r.RegistrationID, r.Status, r.AssignedHub, r.DeviceID)
-				}
-			})
-		},
-	}
+	cmd := listCmd("list --group GROUPID", "List the registration records of the devices of an enrollment group",
+		"records per service API page",
+		func(s *dpsclient.Service, ctx context.Context, pageSize int, cont string) ([]*dpsclient.DeviceRegistrationState, string, error) {
+			return s.QueryGroupRegistrations(ctx, group, pageSize, cont)
+		}, table[*dpsclient.DeviceRegistrationState]{
+			format: "%-40s %-10s %-40s %s\n",
+			header: []any{"REGISTRATION ID", "STATUS", "HUB", "DEVICE ID"},
+			row: func(r *dpsclient.DeviceRegistrationState) []any {
+				return []any{r.RegistrationID, r.Status, r.AssignedHub, r.DeviceID}
+			},
+		})
+	cmd.RunE = checkThen(func([]string) error {
+		if group == "" {
+			return errors.New("--group is required (the service API lists registrations per enrollment group)")
+		}
+		return nil
+	}, cmd.RunE)
 	cmd.Flags().StringVar(&group, "group", "", "enrollment group id")
-	cmd.Flags().IntVar(&pageSize, "page-size", 100, "records per service API page")
 	return cmd
 }
 

@@ -43,7 +43,7 @@ type sku struct {
 }
 
 // properties is IotDpsPropertiesDescription plus opendps extras
-// (secondaryLocation, disasterRecovery, regionRole).
+// (secondaryLocation, disasterRecovery, regionRole, zoneRedundant, zones).
 type properties struct {
 	State                      string      `json:"state"`
 	ProvisioningState          string      `json:"provisioningState"`
@@ -60,6 +60,10 @@ type properties struct {
 	SecondaryLocation          string      `json:"secondaryLocation,omitempty"`
 	DisasterRecovery           string      `json:"disasterRecovery"`
 	RegionRole                 string      `json:"regionRole,omitempty"` // primary|secondary in the answering region
+	// ZoneRedundant and Zones (opendps extras): the region's nodes span
+	// availability zones (docs/zones.md); no tenant setting controls it.
+	ZoneRedundant bool     `json:"zoneRedundant"`
+	Zones         []string `json:"zones"`
 }
 
 // hubJSON is IotHubDefinitionDescription, in requests and answers.
@@ -115,7 +119,10 @@ func render(v *instance.View) resource {
 		IotHubs: renderHubs(v.Hubs), AllocationPolicy: in.AllocationPolicy, ServiceOperationsHostName: v.ServiceHostName,
 		DeviceProvisioningHostName: v.DeviceHostName, IDScope: in.IDScope, AuthorizationPolicies: renderPolicies(in.AuthorizationPolicies, false),
 		EnableDataResidency: in.EnableDataResidency, SecondaryLocation: in.SecondaryLocation,
-		DisasterRecovery: drDisabled, RegionRole: v.Dir.Role}
+		DisasterRecovery: drDisabled, RegionRole: v.Dir.Role, ZoneRedundant: v.ZoneRedundant, Zones: v.Zones}
+	if p.Zones == nil {
+		p.Zones = []string{}
+	}
 	if v.Dir.DREnabled {
 		p.DisasterRecovery = drEnabled
 	}
@@ -148,13 +155,18 @@ func renderHub(h model.LinkedHub) hubJSON {
 func renderPolicies(ps []model.AccessPolicy, keys bool) []policyOut {
 	out := make([]policyOut, 0, len(ps))
 	for _, p := range ps {
-		o := policyOut{KeyName: p.KeyName, Rights: p.Rights}
-		if keys {
-			o.PrimaryKey, o.SecondaryKey = p.PrimaryKey, p.SecondaryKey
-		}
-		out = append(out, o)
+		out = append(out, renderPolicy(p, keys))
 	}
 	return out
+}
+
+// renderPolicy renders p, with its keys when keys is set.
+func renderPolicy(p model.AccessPolicy, keys bool) policyOut {
+	o := policyOut{KeyName: p.KeyName, Rights: p.Rights}
+	if keys {
+		o.PrimaryKey, o.SecondaryKey = p.PrimaryKey, p.SecondaryKey
+	}
+	return o
 }
 
 // specFromBody turns a PUT body into a Spec.

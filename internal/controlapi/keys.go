@@ -23,7 +23,7 @@ func (h *Handler) listKeysForName(w http.ResponseWriter, r *http.Request, p para
 	if err != nil {
 		return err
 	}
-	return apierr.JSON(w, http.StatusOK, policyOut{KeyName: k.KeyName, PrimaryKey: k.PrimaryKey, SecondaryKey: k.SecondaryKey, Rights: k.Rights})
+	return apierr.JSON(w, http.StatusOK, renderPolicy(k, true))
 }
 
 // regenerateBody is {"key":"primary|secondary"}.
@@ -43,7 +43,7 @@ func (h *Handler) regenerateKey(w http.ResponseWriter, r *http.Request, p params
 	if err != nil {
 		return err
 	}
-	return apierr.JSON(w, http.StatusOK, policyOut{KeyName: k.KeyName, PrimaryKey: k.PrimaryKey, SecondaryKey: k.SecondaryKey, Rights: k.Rights})
+	return apierr.JSON(w, http.StatusOK, renderPolicy(k, true))
 }
 
 // policyBody is {"rights":"EnrollmentRead, EnrollmentWrite"}.
@@ -70,7 +70,7 @@ func (h *Handler) putPolicy(w http.ResponseWriter, r *http.Request, p params) er
 	if created {
 		status = http.StatusCreated
 	}
-	return apierr.JSON(w, status, policyOut{KeyName: k.KeyName, PrimaryKey: k.PrimaryKey, SecondaryKey: k.SecondaryKey, Rights: k.Rights})
+	return apierr.JSON(w, status, renderPolicy(k, true))
 }
 
 func (h *Handler) deletePolicy(w http.ResponseWriter, r *http.Request, p params) error {

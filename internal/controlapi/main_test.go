@@ -2,56 +2,26 @@ package controlapi
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/opendps/opendps/dpstest/storetest"
 	"github.com/opendps/opendps/internal/instance"
-	"github.com/opendps/opendps/internal/netutil"
 	"github.com/opendps/opendps/internal/regions"
-	"github.com/opendps/opendps/internal/store"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
 const testToken = "operator-secret-token"
 
-// testStore is one embedded etcd shared by the tests of this package.
-var testStore *store.Store
+// shared is one embedded etcd shared by the tests of this package.
+var shared storetest.Shared
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "controlapi-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	c, _ := netutil.FreeLoopbackAddr()
-	p, _ := netutil.FreeLoopbackAddr()
-	testStore, err = store.Open(context.Background(), store.Config{DataDir: dir, Name: "t1",
-		ClientURL: "http://" + c, PeerURL: "http://" + p})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testStore.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { shared.Main(m) }
 
 // env is a control API on an httptest server with a client.
 type env struct {
@@ -71,7 +41,7 @@ var failingHubs = instance.HubCheckFunc(func(_ context.Context, cs string) error
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	cat := regions.Builtin()
-	m, err := instance.New(instance.Config{Store: testStore, Catalog: cat, ServiceDomain: "localhost:8443",
+	m, err := instance.New(instance.Config{Store: shared.Store(t), Catalog: cat, ServiceDomain: "localhost:8443",
 		DeviceHost: "localhost:8443", HubChecker: failingHubs})
 	if err != nil {
 		t.Fatal(err)
@@ -158,37 +128,4 @@ func wantAPIStatus(t *testing.T, err error, want int) string {
 
 func hubCS(host string) string {
 	return "HostName=" + host + ";SharedAccessKeyName=iothubowner;SharedAccessKey=" + instance.NewKey()
-}
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t *testing.T, cn string) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// issueDER returns a base64 DER certificate with subject CN cn signed by ca.
-func (ca *testCA) issueDER(t *testing.T, cn string) string {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der)
 }

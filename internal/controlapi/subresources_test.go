@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opendps/opendps/dpstest/pkitest"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
@@ -124,14 +125,14 @@ func TestCertificateProofOfPossession(t *testing.T) {
 	if _, err := e.ctl.CreateInstance(ctx, "api-certs", dpsclient.InstanceSpec{Location: "westeurope"}); err != nil {
 		t.Fatal(err)
 	}
-	ca := newTestCA(t, "API Root")
+	ca := pkitest.NewCA(t, "API Root")
 	// The ARM SDK sends base64 of the file's bytes, here a PEM file.
-	c, err := e.ctl.PutCertificate(ctx, "api-certs", "root", base64.StdEncoding.EncodeToString([]byte(ca.pem)), false, "")
+	c, err := e.ctl.PutCertificate(ctx, "api-certs", "root", base64.StdEncoding.EncodeToString([]byte(ca.PEM)), false, "")
 	if err != nil || c.Properties.IsVerified || c.Properties.Subject != "CN=API Root" || c.Type != "Microsoft.Devices/ProvisioningServices/Certificates" ||
 		!strings.HasSuffix(c.Properties.Expiry, " GMT") || c.ID != armPath("api-certs", "certificates", "root") {
 		t.Fatalf("PutCertificate = %+v, %v", c, err)
 	}
-	_, err = e.ctl.PutCertificate(ctx, "api-certs", "root", ca.pem, true, "")
+	_, err = e.ctl.PutCertificate(ctx, "api-certs", "root", ca.PEM, true, "")
 	wantAPIStatus(t, err, http.StatusBadRequest) // replacing needs If-Match
 	_, err = e.ctl.GenerateVerificationCode(ctx, "api-certs", "root", `"stale"`)
 	wantAPIStatus(t, err, http.StatusPreconditionFailed)
@@ -139,11 +140,13 @@ func TestCertificateProofOfPossession(t *testing.T) {
 	if err != nil || g.Properties.VerificationCode == "" {
 		t.Fatalf("GenerateVerificationCode = %+v, %v", g, err)
 	}
-	_, err = e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, ca.issueDER(t, "wrong code"))
+	// Proofs go as base64 DER.
+	proof := func(ca *pkitest.CA, cn string) string { return base64.StdEncoding.EncodeToString(ca.IssueDER(t, cn)) }
+	_, err = e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, proof(ca, "wrong code"))
 	wantAPIStatus(t, err, http.StatusBadRequest)
-	_, err = e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, newTestCA(t, "Other").issueDER(t, g.Properties.VerificationCode))
+	_, err = e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, proof(pkitest.NewCA(t, "Other"), g.Properties.VerificationCode))
 	wantAPIStatus(t, err, http.StatusBadRequest)
-	v, err := e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, ca.issueDER(t, g.Properties.VerificationCode))
+	v, err := e.ctl.VerifyCertificate(ctx, "api-certs", "root", g.Etag, proof(ca, g.Properties.VerificationCode))
 	if err != nil || !v.Properties.IsVerified || v.Properties.VerificationCode != "" {
 		t.Fatalf("VerifyCertificate = %+v, %v", v, err)
 	}
@@ -161,7 +164,7 @@ func TestCertificateProofOfPossession(t *testing.T) {
 	_, err = e.ctl.GetCertificate(ctx, "api-certs", "root")
 	wantAPIStatus(t, err, http.StatusNotFound)
 	// Self-attested upload, old-style top-level body.
-	st, _, b = e.raw(http.MethodPut, armPath("api-certs", "certificates", "self"), mustJSON(t, map[string]any{"certificate": ca.pem, "isVerified": true}))
+	st, _, b = e.raw(http.MethodPut, armPath("api-certs", "certificates", "self"), mustJSON(t, map[string]any{"certificate": ca.PEM, "isVerified": true}))
 	wantStatus(t, st, http.StatusOK, b)
 	if props, _ := b["properties"].(map[string]any); props["isVerified"] != true {
 		t.Errorf("self-attested upload: %v", b)

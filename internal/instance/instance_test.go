@@ -52,7 +52,7 @@ func TestCreateDefaults(t *testing.T) {
 	if v.Subscription() != DefaultSubscription || v.ResourceGroup() != DefaultResourceGroup {
 		t.Errorf("scope %s/%s", v.Subscription(), v.ResourceGroup())
 	}
-	if name, err := testStore.ResolveScope(context.Background(), strings.ToLower(in.IDScope)); err != nil || name != in.Name {
+	if name, err := shared.Store(t).ResolveScope(context.Background(), strings.ToLower(in.IDScope)); err != nil || name != in.Name {
 		t.Errorf("ResolveScope = %q, %v", name, err)
 	}
 }
@@ -179,7 +179,7 @@ func TestListDeleteStats(t *testing.T) {
 	if len(rg1) != 1 || rg1[0].Instance.Name != "list-a" {
 		t.Errorf("List(rg1) = %v", rg1)
 	}
-	err = testStore.Update(ctx, "list-a", func(tx *store.Tx) error {
+	err = shared.Store(t).Update(ctx, "list-a", func(tx *store.Tx) error {
 		for i, kind := range []string{store.KindEnrollment, store.KindEnrollment, store.KindGroup, store.KindRegistration} {
 			if err := tx.Put(store.Key("list-a", kind, string(rune('a'+i))), map[string]int{"i": i}); err != nil {
 				return err

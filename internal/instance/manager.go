@@ -127,10 +127,22 @@ type Config struct {
 	// elsewhere in the deployment (other regions); nil checks this region's
 	// store only.
 	Directory Directory
+	// Zones, when set, reports the availability-zone state of the region
+	// that hosts the instances; views carry it (zone redundancy needs no
+	// action from tenants: every instance of a zone-redundant region has
+	// it). Nil shows instances as not zone-redundant.
+	Zones ZoneReporter
 	// Log receives diagnostics; nil discards.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// ZoneReporter reports whether the region is zone-redundant and the zones
+// of its voting members. It must not block (internal/region caches it) and
+// be safe for concurrent use.
+type ZoneReporter interface {
+	ZoneRedundancy() (redundant bool, zones []string, reason string)
 }
 
 // Directory answers uniqueness questions across the regions of a
@@ -151,6 +163,7 @@ type Manager struct {
 	deviceHost    string
 	hubs          HubChecker
 	dir           Directory
+	zones         ZoneReporter
 	log           *slog.Logger
 	now           func() time.Time
 }
@@ -164,7 +177,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("instance: config: Catalog is required")
 	}
 	m := &Manager{st: cfg.Store, cat: cfg.Catalog, serviceDomain: cfg.ServiceDomain,
-		deviceHost: cfg.DeviceHost, hubs: cfg.HubChecker, dir: cfg.Directory, log: cfg.Log, now: cfg.Now}
+		deviceHost: cfg.DeviceHost, hubs: cfg.HubChecker, dir: cfg.Directory, zones: cfg.Zones, log: cfg.Log, now: cfg.Now}
 	if cfg.Region != "" {
 		r, err := cfg.Catalog.Lookup(cfg.Region)
 		if err != nil {
@@ -205,6 +218,10 @@ type View struct {
 	// Config.DeviceHost.
 	ServiceHostName string
 	DeviceHostName  string
+	// ZoneRedundant and Zones: the instance's region is zone-redundant,
+	// with voting members in Zones (Config.Zones).
+	ZoneRedundant bool
+	Zones         []string
 }
 
 // Subscription returns the instance's subscription (the default when unset).
@@ -284,8 +301,12 @@ func (m *Manager) view(ctx context.Context, in *model.Instance) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &View{Instance: *in, Dir: *dir, Hubs: hubs,
-		ServiceHostName: m.ServiceHostName(in.Name), DeviceHostName: m.deviceHost}, nil
+	v := &View{Instance: *in, Dir: *dir, Hubs: hubs,
+		ServiceHostName: m.ServiceHostName(in.Name), DeviceHostName: m.deviceHost}
+	if m.zones != nil {
+		v.ZoneRedundant, v.Zones, _ = m.zones.ZoneRedundancy()
+	}
+	return v, nil
 }
 
 // ServiceHostName returns the service API host[:port] of instance name.

@@ -70,25 +70,21 @@ func clip(s string) string {
 // ValidateCertificateName checks a certificate name: 1 to 256 letters,
 // digits, '-', '.' or '_' (§8.4).
 func ValidateCertificateName(name string) error {
-	if name == "" || len(name) > maxCertNameLen {
-		return errorf(ErrInvalid, "certificate name must be 1 to %d characters long", maxCertNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' {
-			return errorf(ErrInvalid, "certificate name %q may only contain letters, digits, '-', '.' and '_'", clip(name))
-		}
-	}
-	return nil
+	return validateName("certificate", name, maxCertNameLen)
 }
 
 // validateKeyName checks a policy name: 1 to 64 letters, digits, '-', '.' or '_'.
-func validateKeyName(name string) error {
-	if name == "" || len(name) > maxKeyNameLen {
-		return errorf(ErrInvalid, "policy name must be 1 to %d characters long", maxKeyNameLen)
+func validateKeyName(name string) error { return validateName("policy", name, maxKeyNameLen) }
+
+// validateName checks the name of a what ("certificate", "policy"): 1 to
+// max letters, digits, '-', '.' or '_'.
+func validateName(what, name string, max int) error {
+	if name == "" || len(name) > max {
+		return errorf(ErrInvalid, "%s name must be 1 to %d characters long", what, max)
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' {
-			return errorf(ErrInvalid, "policy name %q may only contain letters, digits, '-', '.' and '_'", clip(name))
+			return errorf(ErrInvalid, "%s name %q may only contain letters, digits, '-', '.' and '_'", what, clip(name))
 		}
 	}
 	return nil

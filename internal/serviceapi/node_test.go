@@ -3,13 +3,11 @@ package serviceapi
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/opendps/opendps/dpstest/nodetest"
+	"github.com/opendps/opendps/dpstest/tlstest"
 	"github.com/opendps/opendps/internal/enrollment/enrollmenttest"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/pki"
@@ -20,23 +18,8 @@ import (
 func TestNodeServiceSDK(t *testing.T) {
 	nodetest.Dir(t) // skip early without node
 	e := newEnv(t)
-	ca, err := pki.NewCA("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pki.NewMinter(ca, []string{"localhost", "127.0.0.1"}, func(h string) bool { return strings.HasSuffix(h, ".localhost") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e.h, TLSConfig: pki.ServerTLS(m.GetCertificate)}
-	go srv.ServeTLS(ln, "", "")
-	defer srv.Close()
-
-	host := fmt.Sprintf("%s.localhost:%d", e.in.Name, ln.Addr().(*net.TCPAddr).Port)
+	port, ca := tlstest.Serve(t, e.h)
+	host := fmt.Sprintf("%s.localhost:%d", e.in.Name, port)
 	cs := func(policy, key string) string {
 		return fmt.Sprintf("HostName=%s;SharedAccessKeyName=%s;SharedAccessKey=%s", host, policy, key)
 	}

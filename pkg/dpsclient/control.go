@@ -1,12 +1,9 @@
 package dpsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -214,70 +211,36 @@ type call struct {
 	out          any
 }
 
+// do sends k and returns the answer's status (0 when there was none). A
+// 2xx answer is decoded into k.out; another is a *ControlError.
 func (c *Control) do(ctx context.Context, k call) (int, error) {
-	req, err := c.newRequest(ctx, k)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("dpsclient: control API: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if err != nil {
-		return resp.StatusCode, fmt.Errorf("dpsclient: control API: %w", err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, apiError(resp.StatusCode, data)
-	}
-	if k.out != nil && len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, k.out); err != nil {
-			return resp.StatusCode, fmt.Errorf("dpsclient: control API: decode answer: %w", err)
-		}
-	}
-	return resp.StatusCode, nil
-}
-
-func (c *Control) newRequest(ctx context.Context, k call) (*http.Request, error) {
-	var body io.Reader
-	if k.body != nil {
-		b, err := json.Marshal(k.body)
-		if err != nil {
-			return nil, fmt.Errorf("dpsclient: encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
 	u := c.base + k.path
 	if strings.HasPrefix(k.path, "/subscriptions/") {
 		u += "?api-version=" + url.QueryEscape(c.APIVersion)
 	}
-	req, err := http.NewRequestWithContext(ctx, k.method, u, body)
+	req, err := newJSONRequest(ctx, k.method, u, k.body, "application/json")
 	if err != nil {
-		return nil, fmt.Errorf("dpsclient: %w", err)
+		return 0, err
 	}
 	for key, v := range k.header {
 		req.Header[key] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	resp, data, err := readAnswer(c.hc, req, maxAnswer)
+	if resp == nil { // not answered
+		return 0, fmt.Errorf("dpsclient: control API: %w", err)
 	}
-	return req, nil
-}
-
-func apiError(status int, data []byte) *ControlError {
-	var b struct {
-		ErrorCode  int    `json:"errorCode"`
-		Message    string `json:"message"`
-		TrackingID string `json:"trackingId"`
+	if err != nil { // answer cut short
+		return resp.StatusCode, fmt.Errorf("dpsclient: control API: %w", err)
 	}
-	e := &ControlError{StatusCode: status}
-	if json.Unmarshal(data, &b) == nil {
-		e.Code, e.Message, e.TrackingID = b.ErrorCode, b.Message, b.TrackingID
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := parseErrorAnswer(data)
+		return resp.StatusCode, &ControlError{StatusCode: resp.StatusCode, Code: e.ErrorCode, Message: e.Message, TrackingID: e.TrackingID}
 	}
-	return e
+	if err := decodeAnswer(data, k.out); err != nil {
+		return resp.StatusCode, fmt.Errorf("dpsclient: control API: decode answer: %w", err)
+	}
+	return resp.StatusCode, nil
 }
 
 func header(kv ...string) http.Header {

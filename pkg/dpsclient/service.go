@@ -1,12 +1,9 @@
 package dpsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -106,15 +103,7 @@ func (s *Service) HostName() string { return s.cs.HostName }
 // call sends one request. in (when not nil) is sent as JSON; a 2xx answer
 // is decoded into out (when not nil). It returns the response headers.
 func (s *Service) call(ctx context.Context, method, path string, hdr map[string]string, in, out any) (http.Header, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+path+"?api-version="+ServiceAPIVersion, body)
+	req, err := newJSONRequest(ctx, method, s.base+path+"?api-version="+ServiceAPIVersion, in, "application/json; charset=utf-8")
 	if err != nil {
 		return nil, err
 	}
@@ -123,35 +112,24 @@ func (s *Service) call(ctx context.Context, method, path string, hdr map[string]
 		return nil, err
 	}
 	req.Header.Set("Authorization", tok)
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	}
 	for k, v := range hdr {
 		if v != "" {
 			req.Header.Set(k, v)
 		}
 	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	resp, b, err := readAnswer(s.hc, req, 16<<20)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		se := &ServiceError{Status: resp.StatusCode}
-		if json.Unmarshal(b, se) != nil || se.Message == "" {
-			se.Message = http.StatusText(resp.StatusCode)
+		e := parseErrorAnswer(b)
+		if e.Message == "" {
+			e.Message = http.StatusText(resp.StatusCode)
 		}
-		return resp.Header, se
+		return resp.Header, &ServiceError{Status: resp.StatusCode, Code: e.ErrorCode, Message: e.Message, TrackingID: e.TrackingID}
 	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.Header, fmt.Errorf("dpsclient: %s %s answer: %w", method, path, err)
-		}
+	if err := decodeAnswer(b, out); err != nil {
+		return resp.Header, fmt.Errorf("dpsclient: %s %s answer: %w", method, path, err)
 	}
 	return resp.Header, nil
 }

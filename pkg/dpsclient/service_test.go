@@ -3,57 +3,24 @@ package dpsclient
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/opendps/opendps/dpstest/servicetest"
 	"github.com/opendps/opendps/internal/enrollment/enrollmenttest"
-	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/netutil"
-	"github.com/opendps/opendps/internal/pki"
-	"github.com/opendps/opendps/internal/serviceapi"
-	"github.com/opendps/opendps/internal/store"
 )
 
 // serveTLS serves the service API on 127.0.0.1 and returns the owner
 // connection string of a fresh instance and a client trusting the CA.
 func serveTLS(t *testing.T) (*enrollmenttest.Instance, string, *http.Client) {
 	t.Helper()
-	c, _ := netutil.FreeLoopbackAddr()
-	p, _ := netutil.FreeLoopbackAddr()
-	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), Region: enrollmenttest.Region,
-		ClientURL: "http://" + c, PeerURL: "http://" + p})
+	srv := servicetest.Start(t, "client")
+	hc, err := HTTPClient(srv.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	in := enrollmenttest.NewInstance(t, st, "client")
-	h, err := serviceapi.New(serviceapi.Config{Store: st, ServiceDomain: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := pki.NewCA("test")
-	m, _ := pki.NewMinter(ca, []string{"localhost", "127.0.0.1"}, func(h string) bool { return strings.HasSuffix(h, ".localhost") })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, TLSConfig: pki.ServerTLS(m.GetCertificate)}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, ca.CertPEM, 0o600)
-	hc, err := HTTPClient(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	cs := fmt.Sprintf("HostName=%s.localhost:%d;SharedAccessKeyName=%s;SharedAccessKey=%s", in.Name, port, model.OwnerPolicy, in.OwnerKey)
-	return in, cs, hc
+	return srv.Instance, srv.ConnectionString(), hc
 }
 
 func TestServiceClient(t *testing.T) {

@@ -10,12 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 
+	"github.com/opendps/opendps/dpstest/storetest"
 	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/netutil"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,45 +32,19 @@ const (
 	UnverifiedCA  = "unverified-ca"
 )
 
-var shared struct {
-	once sync.Once
-	st   *store.Store
-	dir  string
-	err  error
-}
+// shared is the store of Store and Main.
+var shared = storetest.Shared{Region: Region}
 
 // Store returns an embedded store shared by the tests of the package,
 // started on first use in a temporary directory. Call Main from TestMain
 // to stop it and remove the directory.
 func Store(t testing.TB) *store.Store {
 	t.Helper()
-	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "enrollmenttest-")
-		if shared.err != nil {
-			return
-		}
-		c, _ := netutil.FreeLoopbackAddr()
-		p, _ := netutil.FreeLoopbackAddr()
-		shared.st, shared.err = store.Open(context.Background(), store.Config{DataDir: shared.dir, Name: "n1",
-			Region: Region, ClientURL: "http://" + c, PeerURL: "http://" + p})
-	})
-	if shared.err != nil {
-		t.Fatalf("enrollmenttest: open store: %v", shared.err)
-	}
-	return shared.st
+	return shared.Store(t)
 }
 
 // Main runs the tests and then stops the shared store.
-func Main(m *testing.M) {
-	code := m.Run()
-	if shared.st != nil {
-		shared.st.Close()
-	}
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
-	}
-	os.Exit(code)
-}
+func Main(m *testing.M) { shared.Main(m) }
 
 // Instance is a test instance and its fixtures.
 type Instance struct {
