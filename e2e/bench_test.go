@@ -9,19 +9,30 @@ import (
 )
 
 // TestBenchSmoke runs the load generator briefly against a whole
-// deployment (correctness only: no assertion on speed): every device gets
-// assigned, nothing fails, the fast path answers in one round trip, and the
-// raw store check runs on the same etcd.
+// deployment, over HTTPS and over MQTT (correctness only: no assertion on
+// speed): every device gets assigned, nothing fails, the fast path
+// answers in one round trip, and the raw store check runs on the same
+// etcd.
 func TestBenchSmoke(t *testing.T) {
 	e := startDeployment(t, t.TempDir())
 	defer e.d.Close()
+	for _, protocol := range []string{bench.ProtocolHTTPS, bench.ProtocolMQTT} {
+		t.Run(protocol, func(t *testing.T) { benchSmoke(t, e, protocol) })
+	}
+}
+
+func benchSmoke(t *testing.T, e *deployment, protocol string) {
 	cfg := bench.DefaultConfig()
 	cfg.Conn = e.conn
+	cfg.Protocol = protocol
 	cfg.Devices, cfg.Concurrency, cfg.Rounds = 40, 8, 2
 	cfg.Duration, cfg.RawDuration = 20*time.Second, time.Second
 	r, err := bench.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.Protocol != protocol {
+		t.Errorf("report protocol = %q, want %q", r.Protocol, protocol)
 	}
 	if r.First != 40 || r.Failed != 0 || r.Assigned != r.Attempts {
 		t.Errorf("first %d (want 40), failed %d, assigned %d of %d", r.First, r.Failed, r.Assigned, r.Attempts)

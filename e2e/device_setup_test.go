@@ -25,11 +25,12 @@ import (
 // deviceSuite is what test/node/device.test.js reads from DEVICE_E2E: where
 // the device API is, and the enrollments and credentials of each case.
 type deviceSuite struct {
-	Suite   string   `json:"suite"` // "main" or "throttle"
-	Host    string   `json:"host"`  // device endpoint host:port
-	IDScope string   `json:"idScope"`
-	Hubs    []string `json:"hubs"` // linked hub names, hub1 first
-	Harness string   `json:"harness"`
+	Suite    string   `json:"suite"`    // "main" or "throttle"
+	Host     string   `json:"host"`     // device endpoint host:port (HTTPS, MQTT over WebSocket)
+	MQTTHost string   `json:"mqttHost"` // MQTT over TLS host:port
+	IDScope  string   `json:"idScope"`
+	Hubs     []string `json:"hubs"` // linked hub names, hub1 first
+	Harness  string   `json:"harness"`
 
 	Individual         symCred            `json:"individual"`
 	Group              groupCred          `json:"group"`
@@ -85,9 +86,13 @@ type x509Cred struct {
 const webhookAPIVersion = "2021-10-01"
 
 // prepareDevices creates every enrollment, group and certificate of the
-// main suite through the service and control APIs.
-func (e *deployment) prepareDevices(ctx context.Context, webhookURL string) *deviceSuite {
+// main suite of one transport through the service and control APIs. Every
+// registration id, group id and CA name ends with the transport's suffix,
+// so that the suites of the transports share one deployment without
+// seeing each other's registrations.
+func (e *deployment) prepareDevices(ctx context.Context, webhookURL string, tr transport) *deviceSuite {
 	e.t.Helper()
+	n := func(id string) string { return id + tr.suffix }
 	hub1 := e.conn.Hubs[0].HostName
 	custom := func(en *model.EnrollmentCommon) {
 		en.AllocationPolicy = model.AllocationCustom
@@ -95,41 +100,43 @@ func (e *deployment) prepareDevices(ctx context.Context, webhookURL string) *dev
 		en.InitialTwin = &model.InitialTwin{Tags: json.RawMessage(`{"fleet":"enrollment"}`)}
 	}
 	s := e.suite("main")
-	s.Individual = e.symEnrollment(ctx, "sym-individual-01", nil)
-	s.Group = e.symGroup(ctx, "sym-group", nil, "sym-group-dev-01", "sym-group-dev-02", "sym-group-dev-03")
-	e.prepareX509(ctx, s)
-	s.DeviceIDEnrollment = e.symEnrollment(ctx, "devid-reg-01", func(en *dpsclient.IndividualEnrollment) {
-		en.DeviceID = "hub-device-name-01"
+	s.Individual = e.symEnrollment(ctx, n("sym-individual-01"), nil)
+	s.Group = e.symGroup(ctx, n("sym-group"), nil, n("sym-group-dev-01"), n("sym-group-dev-02"), n("sym-group-dev-03"))
+	e.prepareX509(ctx, s, tr)
+	s.DeviceIDEnrollment = e.symEnrollment(ctx, n("devid-reg-01"), func(en *dpsclient.IndividualEnrollment) {
+		en.DeviceID = n("hub-device-name-01")
 	})
-	s.Disabled = e.symEnrollment(ctx, "disabled-01", func(en *dpsclient.IndividualEnrollment) {
+	s.Disabled = e.symEnrollment(ctx, n("disabled-01"), func(en *dpsclient.IndividualEnrollment) {
 		en.ProvisioningStatus = model.StatusDisabled
 	})
-	s.DisabledGroup = e.symGroup(ctx, "disabled-group", func(g *model.EnrollmentCommon) {
+	s.DisabledGroup = e.symGroup(ctx, n("disabled-group"), func(g *model.EnrollmentCommon) {
 		g.ProvisioningStatus = model.StatusDisabled
-	}, "disabled-group-dev-01")
-	s.WrongKey = e.symEnrollment(ctx, "wrong-key-01", nil)
+	}, n("disabled-group-dev-01"))
+	s.WrongKey = e.symEnrollment(ctx, n("wrong-key-01"), nil)
 	s.WrongKey.PrimaryKey = enrollment.GenerateKey()
-	s.Reprovision = e.prepareReprovisioning(ctx, hub1)
-	s.CustomOK = e.symEnrollment(ctx, "custom-ok-01", func(en *dpsclient.IndividualEnrollment) { custom(&en.EnrollmentCommon) })
-	s.CustomFail = e.symEnrollment(ctx, "custom-fail-01", func(en *dpsclient.IndividualEnrollment) { custom(&en.EnrollmentCommon) })
-	s.CustomSlow = e.symGroup(ctx, "custom-slow-group", custom, "custom-slow-dev-01")
+	s.Reprovision = e.prepareReprovisioning(ctx, hub1, tr)
+	s.CustomOK = e.symEnrollment(ctx, n("custom-ok-01"), func(en *dpsclient.IndividualEnrollment) { custom(&en.EnrollmentCommon) })
+	s.CustomFail = e.symEnrollment(ctx, n("custom-fail-01"), func(en *dpsclient.IndividualEnrollment) { custom(&en.EnrollmentCommon) })
+	s.CustomSlow = e.symGroup(ctx, n("custom-slow-group"), custom, n("custom-slow-dev-01"))
 	for i := range 3 {
-		s.FastPath = append(s.FastPath, e.symEnrollment(ctx, fmt.Sprintf("fast-path-%02d", i), nil))
+		s.FastPath = append(s.FastPath, e.symEnrollment(ctx, n(fmt.Sprintf("fast-path-%02d", i)), nil))
 	}
-	s.DeadHub = e.symGroup(ctx, "dead-hub-group", nil, deadHubDevices(e.t, e.linkedHubs(ctx), hub1)...)
-	s.Raw = e.symEnrollment(ctx, "raw-01", nil)
+	if tr.deadHub {
+		s.DeadHub = e.symGroup(ctx, n("dead-hub-group"), nil, deadHubDevices(e.t, e.linkedHubs(ctx), hub1, tr.suffix)...)
+	}
+	s.Raw = e.symEnrollment(ctx, n("raw-01"), nil)
 	return s
 }
 
 // suite returns the connection part of a suite.
 func (e *deployment) suite(name string) *deviceSuite {
-	return &deviceSuite{Suite: name, Host: e.conn.DeviceEndpoint, IDScope: e.conn.IDScope,
+	return &deviceSuite{Suite: name, Host: e.conn.DeviceEndpoint, MQTTHost: e.conn.MQTTEndpoint, IDScope: e.conn.IDScope,
 		Hubs: []string{e.conn.Hubs[0].HostName, e.conn.Hubs[1].HostName}}
 }
 
 // prepareReprovisioning enrolls one device per reprovision policy, each on
 // hub1 with an initial twin; "delete" has no policy (the default).
-func (e *deployment) prepareReprovisioning(ctx context.Context, hub1 string) map[string]symCred {
+func (e *deployment) prepareReprovisioning(ctx context.Context, hub1 string, tr transport) map[string]symCred {
 	policies := map[string]*model.ReprovisionPolicy{
 		"migrate":    {UpdateHubAssignment: true, MigrateDeviceData: true},
 		"reset":      {UpdateHubAssignment: true, MigrateDeviceData: false},
@@ -139,7 +146,7 @@ func (e *deployment) prepareReprovisioning(ctx context.Context, hub1 string) map
 	}
 	out := map[string]symCred{}
 	for name, p := range policies {
-		out[name] = e.symEnrollment(ctx, "reprov-"+name, func(en *dpsclient.IndividualEnrollment) {
+		out[name] = e.symEnrollment(ctx, "reprov-"+name+tr.suffix, func(en *dpsclient.IndividualEnrollment) {
 			en.ReprovisionPolicy = p
 			en.IoTHubs = []string{hub1}
 			en.InitialTwin = &model.InitialTwin{Tags: json.RawMessage(`{"fleet":"e2e"}`),
@@ -152,11 +159,11 @@ func (e *deployment) prepareReprovisioning(ctx context.Context, hub1 string) map
 // deadHubDevices returns registration ids that hashed allocation over the
 // linked hubs puts on hub1 (three) and elsewhere (one), so that stopping
 // hub1 matters.
-func deadHubDevices(t *testing.T, linked []model.LinkedHub, hub1 string) []string {
+func deadHubDevices(t *testing.T, linked []model.LinkedHub, hub1, suffix string) []string {
 	t.Helper()
 	var on1, other []string
 	for i := 0; len(on1) < 3 || len(other) < 1; i++ {
-		id := fmt.Sprintf("dead-hub-dev-%02d", i)
+		id := fmt.Sprintf("dead-hub-dev-%02d", i) + suffix
 		h, ok := allocate.Hashed(id, linked)
 		switch {
 		case !ok || i > 1000:
@@ -221,11 +228,12 @@ func (e *deployment) symGroup(ctx context.Context, id string, mutate func(*model
 // prepareX509 enrolls an individual X.509 device, a group anchored on an
 // inline signing certificate, and a group anchored on a CA certificate
 // verified by proof of possession; group devices hold leaf + intermediate.
-func (e *deployment) prepareX509(ctx context.Context, s *deviceSuite) {
+func (e *deployment) prepareX509(ctx context.Context, s *deviceSuite, tr transport) {
 	t := e.t
 	t.Helper()
+	n := func(id string) string { return id + tr.suffix }
 	self := newCA(t, "x509 individual issuer")
-	s.X509Individual = deviceCert(t, self, "x509-individual-01")
+	s.X509Individual = deviceCert(t, self, n("x509-individual-01"))
 	ind := &dpsclient.IndividualEnrollment{RegistrationID: s.X509Individual.RegID}
 	ind.Attestation = &model.AttestationMechanism{Type: model.AttestationX509, X509: &model.X509Attestation{
 		ClientCertificates: &model.X509Certificates{Primary: &model.X509CertificateWithInfo{Certificate: firstPEM(s.X509Individual.Cert)}}}}
@@ -234,18 +242,18 @@ func (e *deployment) prepareX509(ctx context.Context, s *deviceSuite) {
 	}
 
 	signer := newCA(t, "x509 signing root")
-	s.X509Signed = deviceCert(t, intermediate(t, signer, "x509 signing intermediate"), "x509-signed-dev-01")
-	s.X509Signed.Group, s.X509Signed.AnchorSHA256 = "x509-signing-group", pki.SHA256Thumbprint(signer.Cert)
+	s.X509Signed = deviceCert(t, intermediate(t, signer, "x509 signing intermediate"), n("x509-signed-dev-01"))
+	s.X509Signed.Group, s.X509Signed.AnchorSHA256 = n("x509-signing-group"), pki.SHA256Thumbprint(signer.Cert)
 	e.x509Group(ctx, s.X509Signed.Group, &model.X509Attestation{SigningCertificates: &model.X509Certificates{
 		Primary: &model.X509CertificateWithInfo{Certificate: string(signer.CertPEM)}}})
 
 	root := newCA(t, "x509 verified root")
-	e.verifyCA(ctx, "device-e2e-root", root)
-	s.X509CARef = deviceCert(t, intermediate(t, root, "x509 verified intermediate"), "x509-caref-dev-01")
-	s.X509CARef.Group, s.X509CARef.AnchorSHA256 = "x509-caref-group", pki.SHA256Thumbprint(root.Cert)
-	e.x509Group(ctx, s.X509CARef.Group, &model.X509Attestation{CAReferences: &model.X509CAReferences{Primary: "device-e2e-root"}})
+	e.verifyCA(ctx, n("device-e2e-root"), root)
+	s.X509CARef = deviceCert(t, intermediate(t, root, "x509 verified intermediate"), n("x509-caref-dev-01"))
+	s.X509CARef.Group, s.X509CARef.AnchorSHA256 = n("x509-caref-group"), pki.SHA256Thumbprint(root.Cert)
+	e.x509Group(ctx, s.X509CARef.Group, &model.X509Attestation{CAReferences: &model.X509CAReferences{Primary: n("device-e2e-root")}})
 
-	s.X509Untrusted = deviceCert(t, intermediate(t, newCA(t, "unknown root"), "unknown intermediate"), "x509-untrusted-01")
+	s.X509Untrusted = deviceCert(t, intermediate(t, newCA(t, "unknown root"), "unknown intermediate"), n("x509-untrusted-01"))
 }
 
 func (e *deployment) x509Group(ctx context.Context, id string, x *model.X509Attestation) {

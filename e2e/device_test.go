@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,50 +19,107 @@ import (
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
-// TestDeviceRegistrationHTTPS registers devices over HTTPS with the
-// official Node device SDK against a whole dev deployment (issue "Device
-// registration over HTTPS"): symmetric keys (individual, group-derived),
-// X.509 (individual, signing certificate, verified CA), deviceId, disabled
+// transport is one way the Node device SDK reaches opendps
+// (test/node/device.test.js reads its name from DPS_TRANSPORT).
+type transport struct {
+	name string // DPS_TRANSPORT: http, mqtt or mqttws
+	// suffix ends every registration id, group id and CA name of the
+	// transport's suite ("" for https: the original ids).
+	suffix string
+	// deadHub: the suite stops a hub (HTTPS only: the engine then avoids
+	// the hub for a few seconds, which would disturb a suite run after it).
+	deadHub bool
+}
+
+// transports run in this order: HTTPS last, because of its dead hub.
+var transports = []transport{
+	{name: "mqtt", suffix: "-mqtt"},
+	{name: "mqttws", suffix: "-mqttws"},
+	{name: "http", deadHub: true},
+}
+
+// nodeEnv is the environment of device.test.js for one transport.
+func (e *deployment) nodeEnv(t *testing.T, tr transport, s *deviceSuite) map[string]string {
+	env := map[string]string{
+		"NODE_EXTRA_CA_CERTS": e.conn.CACertificate,
+		"DEVICE_E2E":          mustJSON(t, s),
+		"DPS_TRANSPORT":       tr.name,
+	}
+	if tr.name == "mqttws" { // MqttWs only knows port 443 (lib/shim.js)
+		_, port, _ := net.SplitHostPort(e.conn.DeviceEndpoint)
+		env["OPENDPS_WSS_PORT"] = port
+	}
+	return env
+}
+
+// TestDeviceRegistration registers devices with the official Node device
+// SDK against a whole dev deployment, over each transport (HTTPS, MQTT
+// over TLS, MQTT over WebSocket; issues "Device registration over HTTPS"
+// and "over MQTT"): symmetric keys (individual, group-derived), X.509
+// (individual, signing certificate, verified CA), deviceId, disabled
 // enrollments, refusals, the four reprovisioning policies, registration
 // deletion, custom allocation (webhook), the slow path, the fast path and
-// a dead hub. test/node/device.test.js checks each answer and asks the Go
-// harness to check the hub simulator and the registration record.
-func TestDeviceRegistrationHTTPS(t *testing.T) {
+// (HTTPS) a dead hub. test/node/device.test.js checks each answer and
+// asks the Go harness to check the hub simulator and the registration
+// record. The transports share the deployment, each with enrollments of
+// its own. First, devices connected over MQTT at the same time check that
+// none receives another's responses.
+func TestDeviceRegistration(t *testing.T) {
 	nodetest.Dir(t)
 	ctx := context.Background()
 	e := startDeployment(t, t.TempDir())
 	defer e.d.Close()
 
 	wh := startWebhook(t, "e2e-function-key")
-	suite := e.prepareDevices(ctx, wh.URL())
-	suite.Harness = startHarness(t, e, wh)
-
-	t.Run("raw refusals", func(t *testing.T) { e.checkRawRefusals(t, suite) })
-	nodetest.Run(t, "device.test.js", map[string]string{
-		"NODE_EXTRA_CA_CERTS": e.conn.CACertificate,
-		"DEVICE_E2E":          mustJSON(t, suite),
-	})
+	harness := startHarness(t, e, wh)
+	suites := make([]*deviceSuite, len(transports))
+	for i, tr := range transports {
+		suites[i] = e.prepareDevices(ctx, wh.URL(), tr)
+		suites[i].Harness = harness
+	}
+	isolated := []symCred{e.symEnrollment(ctx, "mqtt-iso-a", nil), e.symEnrollment(ctx, "mqtt-iso-b", nil), e.symEnrollment(ctx, "mqtt-iso-c", nil)}
+	t.Run("mqtt isolation", func(t *testing.T) { e.checkMQTTIsolation(t, isolated) })
+	for i, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			if tr.name == "http" {
+				t.Run("raw refusals", func(t *testing.T) { e.checkRawRefusals(t, suites[i]) })
+			}
+			nodetest.Run(t, "device.test.js", e.nodeEnv(t, tr, suites[i]))
+		})
+	}
 }
 
-// TestDeviceThrottling starts a deployment allowing one registration per
-// minute per instance: the second registration is answered 429 with an
-// integer Retry-After and a 429xxx errorCode, which the Node SDK reports
-// as a ThrottlingError (HTTP transport: no retry, §2.7).
+// TestDeviceThrottling starts a deployment allowing 15 registrations per
+// minute per instance (one every 4 s once the burst is used). Over HTTPS
+// the registration past the limit is answered 429 with an integer
+// Retry-After and a 429xxx errorCode, which the Node SDK reports as a
+// ThrottlingError (no retry, §2.7); over MQTT and MQTT over WebSocket it is
+// answered res/429/?$rid=..&retry-after=N, which the SDK honours: it
+// registers again N seconds later and succeeds.
 func TestDeviceThrottling(t *testing.T) {
 	nodetest.Dir(t)
 	ctx := context.Background()
 	e := startDeploymentWith(t, devenv.Options{DataDir: t.TempDir(), LogLevel: "error",
-		Tune: func(c *node.Config) { c.Throttle.RegistrationsPerMinute = 1 }})
+		Tune: func(c *node.Config) { c.Throttle.RegistrationsPerMinute = 15 }})
 	defer e.d.Close()
 	suite := e.suite("throttle")
 	suite.Throttle = e.symEnrollment(ctx, "throttle-01", nil)
-	nodetest.Run(t, "device.test.js", map[string]string{
-		"NODE_EXTRA_CA_CERTS": e.conn.CACertificate,
-		"DEVICE_E2E":          mustJSON(t, suite),
-	})
-	// The node script used the one registration allowed; this one is over.
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			nodetest.Run(t, "device.test.js", e.nodeEnv(t, tr, suite))
+		})
+	}
+	// Registrations past the limit, sent raw, are 429 in the DPS shape.
 	d := suite.Throttle
-	status, hdr, body := e.rawRegister(t, suite.IDScope, d.RegID, e.deviceToken(t, suite.IDScope, d, time.Hour))
+	var status int
+	var hdr http.Header
+	var body rawAnswer
+	for range 30 {
+		status, hdr, body = e.rawRegister(t, suite.IDScope, d.RegID, e.deviceToken(t, suite.IDScope, d, time.Hour))
+		if status != http.StatusAccepted {
+			break
+		}
+	}
 	if status != http.StatusTooManyRequests || body.ErrorCode/1000 != 429 {
 		t.Fatalf("register over the limit = %d %+v, want 429 and errorCode 429xxx", status, body)
 	}

@@ -57,7 +57,7 @@ stops by itself. Progress goes to stderr, the report to stdout.`,
 	f.IntVar(&cfg.Rounds, "rounds", 0, "also stop once every device registered this many times (0: duration only)")
 	f.StringVar(&cfg.Enrollment, "enrollment", cfg.Enrollment, "group (one symmetric-key group) or individual (one enrollment per device, bulk-created)")
 	f.BoolVar(&cfg.ReuseConnections, "reuse-connections", false, "keep TLS connections across registrations (default: a new connection and handshake per registration)")
-	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "device protocol (https)")
+	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "device protocol: https, or mqtt (MQTT over TLS, a connection per registration)")
 	f.Float64Var(&cfg.Rate, "rate", 0, "start this many registrations per second (open loop; 0: as fast as the workers go)")
 	f.BoolVar(&cfg.RawStoreCheck, "raw-store-check", cfg.RawStoreCheck, "then measure raw etcd transactions of the same size on the same store")
 	f.DurationVar(&cfg.RawDuration, "raw-duration", cfg.RawDuration, "length of the raw etcd measurement")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/opendps/opendps/internal/devenv"
 	"github.com/spf13/cobra"
@@ -17,11 +18,16 @@ func devCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a complete local deployment in the foreground",
-		Long: `Run a complete local opendps deployment in the foreground: a node with its
-embedded etcd member, a hub simulator serving two IoT hubs, and a default
-DPS instance with both hubs linked. Connection details are printed and
-written to DATA-DIR/connection.json. Started again with the same data
-directory it reuses everything. Stop it with Ctrl-C.`,
+		Long: `Run a complete local opendps deployment in the foreground: a region of
+three nodes in availability zones 1, 2 and 3 (one etcd cluster of three
+members; --zones 1 runs a single node), a hub simulator serving two IoT
+hubs, and a default DPS instance with both hubs linked. Connection details
+are printed and written to DATA-DIR/connection.json. Started again with the
+same data directory it reuses everything. Stop it with Ctrl-C.
+
+With --multi-process every node runs as its own child process (its pid is
+in connection.json). Kill one to try a zone failure: the others keep
+serving, and nothing restarts it; start it again with the printed command.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -36,9 +42,7 @@ directory it reuses everything. Stop it with Ctrl-C.`,
 			select {
 			case <-cmd.Context().Done():
 				errf("opendps dev: shutting down")
-			case err := <-d.Nodes[0].Err():
-				return err
-			case err := <-d.Hubs.Err():
+			case err := <-d.Err():
 				return err
 			}
 			return nil
@@ -48,6 +52,8 @@ directory it reuses everything. Stop it with Ctrl-C.`,
 	f.StringVar(&opts.DataDir, "data-dir", ".opendps-dev", "directory holding the whole deployment")
 	f.StringVar(&opts.Region, "region", devenv.DefaultRegion, "region of the nodes")
 	f.StringVar(&opts.LogLevel, "log-level", "warn", "log level of the nodes")
+	f.IntVar(&opts.Zones, "zones", 0, "number of nodes, one per availability zone (default 3; an existing DATA-DIR keeps its own)")
+	f.BoolVar(&opts.MultiProcess, "multi-process", false, "run every node as its own child process")
 	return cmd
 }
 
@@ -65,6 +71,27 @@ func printConnection(w io.Writer, d *devenv.Deployment) {
 		fmt.Fprintf(w, "  hub                        %s\n", h.ConnectionString)
 	}
 	for _, n := range c.Nodes {
-		fmt.Fprintf(w, "  node %-6s %s zone %s pid %d device %s etcd %s\n", n.Name, n.Region, n.Zone, n.PID, n.DeviceEndpoint, n.EtcdClientURL)
+		fmt.Fprintf(w, "  node %-6s %s zone %s pid %d device %s control %s etcd %s\n", n.Name, n.Region, n.Zone, n.PID, n.DeviceEndpoint, n.ControlURL, n.EtcdClientURL)
 	}
+	for _, n := range c.Nodes {
+		if len(n.Command) > 0 {
+			fmt.Fprintf(w, "  restart %s with: %s\n", n.Name, shellJoin(n.Command))
+		}
+	}
+}
+
+// shellJoin quotes args for a POSIX shell where needed.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '=' || r == ':' || r == ',' ||
+				r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) < 0 {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -30,6 +30,7 @@ type deviceFlags struct {
 	key, groupKey          string
 	certFile, certKeyFile  string
 	payload                string
+	protocol               string
 	retryThrottled         bool
 	pollInterval, timeout  time.Duration
 }
@@ -46,8 +47,9 @@ func (f *deviceFlags) add(cmd *cobra.Command, withPayload bool) {
 	fl.BoolVar(&f.retryThrottled, "retry-throttled", false, "wait out 429 answers (Retry-After) a few times instead of failing")
 	fl.DurationVar(&f.pollInterval, "poll-interval", 0, "wait between polls (default: the service's Retry-After, else 2s)")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long, polls included")
-	if withPayload {
+	if withPayload { // register
 		fl.StringVar(&f.payload, "payload", "", `custom payload JSON for the allocation webhook, e.g. '{"modelId":"dtmi:x;1"}', or @FILE`)
+		fl.StringVar(&f.protocol, "protocol", dpsclient.ProtocolHTTPS, "https, or mqtt (MQTT over TLS; --endpoint default: the connection file's mqttEndpoint, else port 8883)")
 	}
 }
 
@@ -58,7 +60,15 @@ func (f *deviceFlags) options() (dpsclient.DeviceOptions, error) {
 	if err != nil {
 		return o, err
 	}
-	o = dpsclient.DeviceOptions{Endpoint: cmp.Or(f.endpoint, env.Conn.DeviceEndpoint), IDScope: cmp.Or(f.scope, env.Conn.IDScope),
+	endpoint := env.Conn.DeviceEndpoint
+	switch f.protocol {
+	case "", dpsclient.ProtocolHTTPS:
+	case dpsclient.ProtocolMQTT:
+		endpoint = env.Conn.MQTTEndpoint
+	default:
+		return o, fmt.Errorf("--protocol %q: want %s or %s", f.protocol, dpsclient.ProtocolHTTPS, dpsclient.ProtocolMQTT)
+	}
+	o = dpsclient.DeviceOptions{Protocol: f.protocol, Endpoint: cmp.Or(f.endpoint, endpoint), IDScope: cmp.Or(f.scope, env.Conn.IDScope),
 		RegistrationID: f.regID, SymmetricKey: f.key, GroupKey: f.groupKey, CAFile: cmp.Or(clientFlags.caFile, env.Conn.CACertificate),
 		PollInterval: f.pollInterval, RetryThrottled: f.retryThrottled}
 	if o.IDScope == "" {
@@ -99,8 +109,8 @@ func readDevicePayload(s string) (json.RawMessage, error) {
 func deviceRegisterCmd() *cobra.Command {
 	var f deviceFlags
 	cmd := &cobra.Command{
-		Use:   "register --registration-id R [--key K | --group-key GK | --cert PEM [--cert-key PEM]]",
-		Short: "Register a device (PUT .../register, then poll until assigned) and print its hub",
+		Use:   "register --registration-id R [--key K | --group-key GK | --cert PEM [--cert-key PEM]] [--protocol mqtt]",
+		Short: "Register a device (register, then poll until assigned; HTTPS or MQTT) and print its hub",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.options()

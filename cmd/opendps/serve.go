@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/opendps/opendps/internal/node"
 	"github.com/spf13/cobra"
@@ -24,9 +25,17 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.ServiceAddr, "service-addr", c.ServiceAddr, "listen address of the service API")
 	f.StringVar(&c.ControlAddr, "control-addr", c.ControlAddr, "listen address of the control API")
 	f.StringVar(&c.ConsoleAddr, "console-addr", c.ConsoleAddr, "listen address of the web console")
+	f.StringVar(&c.MQTTAddr, "mqtt-addr", c.MQTTAddr, "listen address of the device API over MQTT with TLS (empty: disabled; MQTT over WebSocket is on --device-addr)")
 	f.StringVar(&c.EtcdClientAddr, "etcd-client-addr", c.EtcdClientAddr, "client address of the embedded etcd member")
 	f.StringVar(&c.EtcdPeerAddr, "etcd-peer-addr", c.EtcdPeerAddr, "peer address of the embedded etcd member")
 	f.StringVar(&c.EtcdInitialCluster, "etcd-initial-cluster", c.EtcdInitialCluster, "name=http://host:port,... of the region's members")
+	f.StringVar(&c.EtcdClusterState, "etcd-cluster-state", c.EtcdClusterState, "new (members of --etcd-initial-cluster bootstrap together) or existing (join after `opendps region member add`)")
+	f.Var(joinFlag{&c.EtcdClusterState}, "join", "join a running region (same as --etcd-cluster-state existing)")
+	f.Lookup("join").NoOptDefVal = "true"
+	f.StringVar(&c.EtcdClusterToken, "etcd-cluster-token", c.EtcdClusterToken, "bootstrap token, the same on every member of the region (default opendps-REGION)")
+	f.DurationVar(&c.EtcdHeartbeat, "etcd-heartbeat", c.EtcdHeartbeat, "Raft heartbeat interval (0: 100ms)")
+	f.DurationVar(&c.EtcdElectionTimeout, "etcd-election-timeout", c.EtcdElectionTimeout, "Raft election timeout, at least 5 heartbeats (0: 1s)")
+	f.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "deadline of one attempt of a storage request (0: 1.5s)")
 	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "use this external etcd cluster instead of an embedded member")
 	f.StringSliceVar(&c.HostNames, "host-name", c.HostNames, "host names clients use for this node (server certificate SANs)")
 	f.StringVar(&c.ServiceDomain, "service-domain", c.ServiceDomain, "instance N's service API is served at N.DOMAIN")
@@ -42,6 +51,31 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile
 }
+
+// joinFlag is --join: a boolean view of Config.EtcdClusterState.
+type joinFlag struct{ state *string }
+
+func (j joinFlag) String() string {
+	if j.state != nil && *j.state == "existing" {
+		return "true"
+	}
+	return "false"
+}
+
+func (j joinFlag) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	if b {
+		*j.state = "existing"
+	} else if *j.state == "existing" {
+		*j.state = "new"
+	}
+	return nil
+}
+
+func (joinFlag) Type() string { return "bool" }
 
 // resolveNodeConfig applies the config file, then re-applies the flags the
 // user set explicitly, so flags win.

@@ -15,8 +15,11 @@ const (
 	EnrollmentIndividual = "individual" // one individual enrollment per device
 )
 
-// ProtocolHTTPS is the only device protocol the load generator speaks.
-const ProtocolHTTPS = "https"
+// Device protocols of the load generator.
+const (
+	ProtocolHTTPS = dpsclient.ProtocolHTTPS // the HTTPS device API
+	ProtocolMQTT  = dpsclient.ProtocolMQTT  // MQTT over TLS, a connection per registration (as the Node SDK)
+)
 
 // Connection modes, as the report names them.
 const (
@@ -44,9 +47,10 @@ type Config struct {
 	Enrollment string
 	// ReuseConnections keeps TLS connections across registrations. By
 	// default every registration opens its own connection (a full
-	// handshake), as a fleet of distinct devices does.
+	// handshake), as a fleet of distinct devices does. HTTPS only: an MQTT
+	// connection belongs to one device (its client id).
 	ReuseConnections bool
-	// Protocol of the device API; only ProtocolHTTPS.
+	// Protocol of the device API: ProtocolHTTPS or ProtocolMQTT.
 	Protocol string
 	// Rate, when positive, starts this many registrations per second
 	// (open loop); latency is then measured from each one's scheduled
@@ -135,8 +139,12 @@ func (c *Config) Validate() error {
 		return errors.New("bench: the connection has no idScope")
 	case c.Conn.ServiceConnectionString == "":
 		return errors.New("bench: the connection has no serviceConnectionString")
-	case len(DeviceEndpoints(c.Conn)) == 0:
-		return errors.New("bench: the connection has no device endpoint")
+	case c.Protocol != ProtocolHTTPS && c.Protocol != ProtocolMQTT:
+		return fmt.Errorf("bench: protocol %q: want %s or %s", c.Protocol, ProtocolHTTPS, ProtocolMQTT)
+	case c.Protocol == ProtocolMQTT && c.ReuseConnections:
+		return errors.New("bench: reusing connections is HTTPS only (an MQTT connection is one device's)")
+	case len(c.endpoints()) == 0:
+		return fmt.Errorf("bench: the connection has no %s device endpoint", c.Protocol)
 	case c.Devices < 1 || c.Devices > MaxDevices:
 		return fmt.Errorf("bench: devices %d out of [1, %d]", c.Devices, MaxDevices)
 	case c.Concurrency < 1 || c.Concurrency > MaxConcurrency:
@@ -149,8 +157,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: rate %v is negative", c.Rate)
 	case c.Enrollment != EnrollmentGroup && c.Enrollment != EnrollmentIndividual:
 		return fmt.Errorf("bench: enrollment %q: want %s or %s", c.Enrollment, EnrollmentGroup, EnrollmentIndividual)
-	case c.Protocol != ProtocolHTTPS:
-		return fmt.Errorf("bench: protocol %q: only %s is supported", c.Protocol, ProtocolHTTPS)
 	case c.RawValueBytes < 1 || c.RawValueBytes > 1<<20:
 		return fmt.Errorf("bench: raw value size %d out of [1, 1 MiB]", c.RawValueBytes)
 	}
@@ -172,6 +178,31 @@ func DeviceEndpoints(conn *dpsclient.Connection) []string {
 		out = append(out, conn.DeviceEndpoint)
 	}
 	return out
+}
+
+// MQTTEndpoints returns the MQTT-over-TLS endpoints of the nodes of conn
+// (deduplicated, in order), or its mqttEndpoint when no node has one.
+func MQTTEndpoints(conn *dpsclient.Connection) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range conn.Nodes {
+		if n.MQTTEndpoint != "" && !seen[n.MQTTEndpoint] {
+			seen[n.MQTTEndpoint] = true
+			out = append(out, n.MQTTEndpoint)
+		}
+	}
+	if len(out) == 0 && conn.MQTTEndpoint != "" {
+		out = append(out, conn.MQTTEndpoint)
+	}
+	return out
+}
+
+// endpoints are the device endpoints of the configured protocol.
+func (c *Config) endpoints() []string {
+	if c.Protocol == ProtocolMQTT {
+		return MQTTEndpoints(c.Conn)
+	}
+	return DeviceEndpoints(c.Conn)
 }
 
 // EtcdEndpoints returns the etcd client URLs of the nodes in the region of

@@ -1,6 +1,6 @@
 // Package bench is the load generator behind `opendps bench`: it
 // registers many symmetric-key devices against the HTTPS device API of a
-// deployment, measures throughput, latency and round trips, and then
+// deployment (or its MQTT-over-TLS device API, Config.Protocol), measures throughput, latency and round trips, and then
 // measures the raw write rate of the deployment's etcd with transactions
 // of the same size, so that the report can give a ratio measured in one
 // run rather than absolute figures (DESIGN §9, docs/performance.md).

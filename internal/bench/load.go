@@ -48,7 +48,7 @@ type load struct {
 }
 
 func newLoad(cfg *Config, f *fleet, tc *tls.Config) *load {
-	l := &load{cfg: cfg, f: f, endpoints: DeviceEndpoints(cfg.Conn), tc: tc,
+	l := &load{cfg: cfg, f: f, endpoints: cfg.endpoints(), tc: tc,
 		registered: make([]bool, len(f.ids)), epHits: map[string]int64{}}
 	if cfg.Rounds > 0 {
 		l.limit = uint64(cfg.Rounds) * uint64(len(f.ids))
@@ -133,18 +133,20 @@ func (l *load) pace(issue context.Context, ch chan<- ticket) {
 func (l *load) one(ctx context.Context, t ticket) {
 	i := int(t.n % uint64(len(l.f.ids)))
 	ep := l.endpoints[int(l.rr.Add(1)-1)%len(l.endpoints)]
-	hc := l.shared
-	if hc == nil { // a device of its own: new connection, full TLS handshake
-		hc = &http.Client{Transport: dpsclient.NewDeviceTransport(l.tc, false)}
-		defer hc.CloseIdleConnections()
+	opts := dpsclient.DeviceOptions{Protocol: l.cfg.Protocol,
+		Endpoint: ep, IDScope: l.cfg.Conn.IDScope, RegistrationID: l.f.ids[i], SymmetricKey: l.f.keys[i],
+		RetryThrottled: l.cfg.RetryThrottled, RequestTimeout: l.cfg.RegistrationTimeout,
+	}
+	if l.cfg.Protocol == ProtocolMQTT { // a connection of its own: TLS handshake, CONNECT, SUBSCRIBE
+		opts.TLSConfig = l.tc
+	} else if opts.HTTPClient = l.shared; opts.HTTPClient == nil { // a device of its own: new connection, full TLS handshake
+		opts.HTTPClient = &http.Client{Transport: dpsclient.NewDeviceTransport(l.tc, false)}
+		defer opts.HTTPClient.CloseIdleConnections()
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.RegistrationTimeout)
 	defer cancel()
 	started := time.Now()
-	res, err := dpsclient.Register(rctx, dpsclient.DeviceOptions{
-		Endpoint: ep, IDScope: l.cfg.Conn.IDScope, RegistrationID: l.f.ids[i], SymmetricKey: l.f.keys[i],
-		HTTPClient: hc, RetryThrottled: l.cfg.RetryThrottled, RequestTimeout: l.cfg.RegistrationTimeout,
-	})
+	res, err := dpsclient.Register(rctx, opts)
 	l.record(i, ep, res, err, t.due, started)
 }
 

@@ -68,7 +68,7 @@ func newReport(cfg *Config) *Report {
 	}
 	return &Report{RunID: cfg.RunID, Protocol: cfg.Protocol, ConnectionMode: mode, Enrollment: cfg.Enrollment,
 		Devices: cfg.Devices, Concurrency: min(cfg.Concurrency, cfg.Devices), Rounds: cfg.Rounds,
-		TargetRate: cfg.Rate, Endpoints: DeviceEndpoints(cfg.Conn), Errors: map[string]int64{}}
+		TargetRate: cfg.Rate, Endpoints: cfg.endpoints(), Errors: map[string]int64{}}
 }
 
 // fill copies the load phase's counters into r.

@@ -272,7 +272,12 @@ func TestValidate(t *testing.T) {
 		{"no endpoint", func(c *Config) { c.Conn = &dpsclient.Connection{IDScope: "s", ServiceConnectionString: "x"} }},
 		{"too many devices", func(c *Config) { c.Devices = MaxDevices + 1 }},
 		{"bad enrollment", func(c *Config) { c.Enrollment = "tpm" }},
-		{"bad protocol", func(c *Config) { c.Protocol = "mqtt" }},
+		{"bad protocol", func(c *Config) { c.Protocol = "amqp" }},
+		{"mqtt without an mqtt endpoint", func(c *Config) { c.Protocol = ProtocolMQTT }},
+		{"mqtt reusing connections", func(c *Config) {
+			c.Protocol, c.ReuseConnections = ProtocolMQTT, true
+			c.Conn = &dpsclient.Connection{IDScope: fakeScope, ServiceConnectionString: "x", MQTTEndpoint: "localhost:2"}
+		}},
 		{"negative rate", func(c *Config) { c.Rate = -1 }},
 		{"long duration", func(c *Config) { c.Duration = 2 * MaxDuration }},
 	}
@@ -288,5 +293,10 @@ func TestValidate(t *testing.T) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults: Validate() = %v", err)
+	}
+	cfg = Config{Conn: &dpsclient.Connection{IDScope: fakeScope, ServiceConnectionString: "x", MQTTEndpoint: "localhost:2"}, Protocol: ProtocolMQTT}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("mqtt: Validate() = %v", err)
 	}
 }

@@ -1,15 +1,20 @@
-// Package devenv starts a complete local opendps deployment in one
-// process: the nodes of a region, a hub simulator serving two hubs, and a
-// default instance with both hubs linked. `opendps dev` is a thin wrapper;
-// end-to-end tests use it directly.
+// Package devenv starts a complete local opendps deployment: a region of
+// nodes, one per availability zone (three by default: a three-member etcd
+// cluster), a hub simulator serving two hubs, and a default instance with
+// both hubs linked. The nodes run in this process, or each in its own
+// child process (`opendps serve`, Options.MultiProcess) so that one can be
+// killed to try a zone failure. `opendps dev` is a thin wrapper; end-to-end
+// tests use it directly (in process).
 //
-// Everything lives in one directory: the shared CA (tls/), each node's data
-// (node1/...), the simulator's state (hubs.json), the ports chosen on first
-// start (ports.json) and the connection details (connection.json). Started
-// again with the same directory, a deployment reuses all of it.
+// Everything lives in one directory: the shared CA (tls/) and operator
+// token (operator-token), each node's data (node1/, node2/, ...), the
+// simulator's state (hubs.json), the ports chosen on first start
+// (ports.json) and the connection details (connection.json). Started again
+// with the same directory, a deployment reuses all of it.
 package devenv
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/opendps/opendps/internal/hubsim"
 	"github.com/opendps/opendps/internal/netutil"
@@ -51,21 +58,58 @@ type Options struct {
 	// Tune, when set, adjusts each node's configuration before it starts
 	// (tests use it for small throttle limits or a disabled fast path).
 	Tune func(*node.Config)
+	// Zones is the number of nodes, node1..nodeN in zones 1..N of the
+	// region. 0 means what DataDir was created with, else DefaultZones. A
+	// deployment cannot change its number of zones: use another DataDir.
+	Zones int
+	// MultiProcess starts every node as a child process running
+	// `opendps serve --config DATA-DIR/nodeN/node.json`; the deployment
+	// never restarts them (kill one to try a zone failure, start it again
+	// with its Command).
+	MultiProcess bool
+	// Executable is the opendps binary of the child processes (default:
+	// this process's executable). Args are prepended to the serve
+	// arguments (tests use them to re-run their own binary as opendps).
+	Executable string
+	Args       []string
+	// Env is added to the environment of the child processes.
+	Env []string
 }
+
+// DefaultZones is the number of zones of a new deployment.
+const DefaultZones = 3
 
 // Deployment is a running dev deployment.
 type Deployment struct {
+	// Nodes are the nodes running in this process (none with
+	// MultiProcess).
 	Nodes []*node.Node
+	// Procs are the child processes of the nodes (MultiProcess only).
+	Procs []*Process
 	Hubs  *hubsim.Server
 	Conn  *dpsclient.Connection
 	// ConnectionPath is DataDir/connection.json.
 	ConnectionPath string
 	opts           Options
+	configs        []node.Config
+	errc           chan error
+	done           chan struct{} // closed by Close
+	closeOnce      sync.Once
 }
 
 // ports remembers the addresses chosen on first start.
 type ports struct {
-	Device, Service, Control, Console, EtcdClient, EtcdPeer, Hubs string
+	Hubs  string
+	Nodes []nodePorts `json:",omitempty"`
+	// node1's addresses in a ports.json written before zones (read, then
+	// moved into Nodes).
+	Device, Service, Control, Console, EtcdClient, EtcdPeer string `json:",omitempty"`
+}
+
+// nodePorts are the addresses of one node.
+type nodePorts struct {
+	Device, Service, Control, Console, EtcdClient, EtcdPeer string
+	MQTT                                                    string `json:",omitempty"` // MQTT over TLS
 }
 
 // Start starts the deployment and writes connection.json. On error
@@ -89,14 +133,15 @@ func Start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	d = &Deployment{opts: opts, ConnectionPath: filepath.Join(opts.DataDir, ConnectionFile)}
+	d = &Deployment{opts: opts, ConnectionPath: filepath.Join(opts.DataDir, ConnectionFile),
+		errc: make(chan error, 16), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			d.Close()
 			d = nil
 		}
 	}()
-	p, err := loadPorts(opts.DataDir)
+	p, err := loadPorts(opts.DataDir, opts.Zones)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +152,18 @@ func Start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	if d.Hubs, err = startHubs(opts.DataDir, ca, p.Hubs); err != nil {
 		return nil, err
 	}
-	n, err := node.Start(ctx, nodeConfig(opts, p))
+	go d.forward(d.Hubs.Err())
+	if d.configs, err = nodeConfigs(opts, p); err != nil {
+		return nil, err
+	}
+	if opts.MultiProcess {
+		err = d.startProcesses(ctx)
+	} else {
+		err = d.startNodes(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
-	d.Nodes = append(d.Nodes, n)
 	if err := d.ensureDefaultInstance(ctx); err != nil {
 		return nil, fmt.Errorf("devenv: default instance: %w", err)
 	}
@@ -119,24 +171,6 @@ func Start(ctx context.Context, opts Options) (d *Deployment, err error) {
 		return nil, err
 	}
 	return d, writeJSON(d.ConnectionPath, d.Conn, 0o600)
-}
-
-func nodeConfig(opts Options, p *ports) node.Config {
-	c := node.DefaultConfig()
-	c.Name = "node1"
-	c.Region = opts.Region
-	c.Zone = "1"
-	c.DataDir = filepath.Join(opts.DataDir, "node1")
-	c.CADir = filepath.Join(opts.DataDir, "tls")
-	c.DeviceAddr, c.ServiceAddr, c.ControlAddr, c.ConsoleAddr = p.Device, p.Service, p.Control, p.Console
-	c.EtcdClientAddr, c.EtcdPeerAddr = p.EtcdClient, p.EtcdPeer
-	c.ServiceDomain = "localhost"
-	c.HostedRegions = []string{"*"} // one region cluster hosts every location until DR adds the paired region
-	c.LogLevel = opts.LogLevel
-	if opts.Tune != nil {
-		opts.Tune(&c)
-	}
-	return c
 }
 
 func startHubs(dir string, ca *pki.CA, addr string) (*hubsim.Server, error) {
@@ -158,20 +192,42 @@ func startHubs(dir string, ca *pki.CA, addr string) (*hubsim.Server, error) {
 	return hubsim.Listen(sim, addr, tc)
 }
 
-// loadPorts reads ports.json or picks free loopback ports and saves them,
-// so that endpoints (and the etcd member's peer URL) stay stable.
-func loadPorts(dir string) (*ports, error) {
+// loadPorts reads ports.json (picking free loopback ports for what it
+// lacks, and saving them) so that endpoints and the etcd members' peer
+// URLs stay stable. zones is the number of nodes wanted (0: as the file
+// says, else DefaultZones); a deployment whose nodes already have data
+// keeps its number.
+func loadPorts(dir string, zones int) (*ports, error) {
 	path := filepath.Join(dir, portsFile)
 	var p ports
 	if b, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(b, &p); err != nil {
 			return nil, fmt.Errorf("devenv: %s: %w", path, err)
 		}
-		return &p, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	for _, f := range []*string{&p.Device, &p.Service, &p.Control, &p.Console, &p.EtcdClient, &p.EtcdPeer, &p.Hubs} {
+	if p.Device != "" && len(p.Nodes) == 0 { // single-node file of an older opendps
+		p.Nodes = []nodePorts{{Device: p.Device, Service: p.Service, Control: p.Control, Console: p.Console,
+			EtcdClient: p.EtcdClient, EtcdPeer: p.EtcdPeer}}
+		p.Device, p.Service, p.Control, p.Console, p.EtcdClient, p.EtcdPeer = "", "", "", "", "", ""
+	}
+	if zones, err := zonesOf(dir, len(p.Nodes), zones); err != nil {
+		return nil, err
+	} else if zones < len(p.Nodes) {
+		p.Nodes = p.Nodes[:zones]
+	} else {
+		p.Nodes = append(p.Nodes, make([]nodePorts, zones-len(p.Nodes))...)
+	}
+	fields := []*string{&p.Hubs}
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		fields = append(fields, &n.Device, &n.Service, &n.Control, &n.Console, &n.EtcdClient, &n.EtcdPeer, &n.MQTT)
+	}
+	for _, f := range fields {
+		if *f != "" {
+			continue
+		}
 		a, err := netutil.FreeLoopbackAddr()
 		if err != nil {
 			return nil, err
@@ -179,6 +235,26 @@ func loadPorts(dir string) (*ports, error) {
 		*f = a
 	}
 	return &p, writeJSON(path, p, 0o600)
+}
+
+// zonesOf decides the number of nodes: want, unless the directory already
+// holds members of another number of nodes (have, from ports.json).
+func zonesOf(dir string, have, want int) (int, error) {
+	if have > 0 {
+		if _, err := os.Stat(filepath.Join(dir, "node1", "etcd")); err == nil {
+			if want != 0 && want != have {
+				return 0, fmt.Errorf("devenv: %s holds a deployment of %d zone(s); start it with %d zone(s), or use another directory", dir, have, have)
+			}
+			return have, nil
+		}
+	}
+	if want == 0 {
+		want = cmp.Or(have, DefaultZones)
+	}
+	if want < 1 || want > 9 {
+		return 0, fmt.Errorf("devenv: %d zones: want 1 to 9", want)
+	}
+	return want, nil
 }
 
 func writeJSON(path string, v any, mode os.FileMode) error {
@@ -193,15 +269,48 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// Close stops the nodes and the simulator. It is idempotent.
+// Close stops the nodes and the simulator. It is idempotent. Followers
+// stop first; the leader once their members have stopped: a leader that
+// stops while its peers still run first hands its leadership to one of
+// them, which takes seconds when they are stopping too.
 func (d *Deployment) Close() {
+	d.closeOnce.Do(func() { close(d.done) })
+	var leader *node.Node
+	var stopped []<-chan struct{}
+	var wg sync.WaitGroup
 	for _, n := range d.Nodes {
-		n.Close()
+		e := n.Store().Etcd()
+		if e != nil && leader == nil && e.Server.Leader() == e.Server.MemberID() && len(d.Nodes) > 1 {
+			leader = n
+			continue
+		}
+		if e != nil {
+			stopped = append(stopped, e.Server.StopNotify())
+		}
+		wg.Go(func() { n.Close() })
 	}
+	for _, p := range d.Procs {
+		wg.Go(p.Stop)
+	}
+	if leader != nil {
+		for _, c := range stopped {
+			select {
+			case <-c:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		leader.Close()
+	}
+	wg.Wait()
 	if d.Hubs != nil {
 		d.Hubs.Close()
 	}
 }
+
+// Err reports fatal errors of the nodes running in this process and of
+// the hub simulator. Child processes that exit are not errors: they are
+// logged, and the deployment keeps running.
+func (d *Deployment) Err() <-chan error { return d.errc }
 
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)

@@ -17,6 +17,9 @@ import (
 // ensureDefaultInstance creates the default instance with both simulated
 // hubs linked, unless it exists (a restarted deployment keeps its own).
 func (d *Deployment) ensureDefaultInstance(ctx context.Context) error {
+	if d.opts.MultiProcess {
+		return d.ensureDefaultInstanceRemote(ctx)
+	}
 	m := d.Nodes[0].Instances()
 	_, err := m.Get(ctx, DefaultInstance)
 	if err == nil {
@@ -37,28 +40,30 @@ func (d *Deployment) ensureDefaultInstance(ctx context.Context) error {
 	return err
 }
 
-// connection gathers the details written to connection.json.
+// connection gathers the details written to connection.json. The
+// top-level endpoints are node1's; Nodes lists every node.
 func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, error) {
-	n := d.Nodes[0]
-	v, err := n.Instances().Get(ctx, DefaultInstance)
+	idScope, owner, err := d.defaultInstanceKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	owner, err := n.Instances().Keys(ctx, DefaultInstance, model.OwnerPolicy)
+	token, err := sharedToken(d.opts.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	svcHost := n.ServiceHost(DefaultInstance)
+	first := d.configs[0]
+	svcHost := DefaultInstance + ".localhost:" + port(first.ServiceAddr)
 	c := &dpsclient.Connection{
-		IDScope:                 v.Instance.IDScope,
+		IDScope:                 idScope,
 		InstanceName:            DefaultInstance,
-		DeviceEndpoint:          n.DeviceHost(),
+		DeviceEndpoint:          "localhost:" + port(first.DeviceAddr),
+		MQTTEndpoint:            "localhost:" + port(first.MQTTAddr),
 		ServiceEndpoint:         svcHost,
 		ServiceConnectionString: fmt.Sprintf("HostName=%s;SharedAccessKeyName=%s;SharedAccessKey=%s", svcHost, owner.KeyName, owner.PrimaryKey),
 		CACertificate:           filepath.Join(d.opts.DataDir, "tls", pki.CAFile),
-		ControlEndpoint:         "https://localhost:" + port(n.Addr("control")),
-		OperatorToken:           n.OperatorToken(),
-		ConsoleURL:              "https://localhost:" + port(n.Addr("console")) + "/",
+		ControlEndpoint:         "https://localhost:" + port(first.ControlAddr),
+		OperatorToken:           token,
+		ConsoleURL:              "https://localhost:" + port(first.ConsoleAddr) + "/",
 	}
 	for _, h := range d.Hubs.Sim().Hubs() {
 		cs, err := d.Hubs.ConnectionString(h.HostName)
@@ -67,15 +72,37 @@ func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, err
 		}
 		c.Hubs = append(c.Hubs, dpsclient.HubInfo{HostName: fmt.Sprintf("%s:%d", h.HostName, d.Hubs.Port()), ConnectionString: cs})
 	}
-	for _, nd := range d.Nodes {
-		cfg := nd.Config()
-		c.Nodes = append(c.Nodes, dpsclient.NodeInfo{
+	for i, cfg := range d.configs {
+		ni := dpsclient.NodeInfo{
 			Name: cfg.Name, Region: cfg.Region, Zone: cfg.Zone, PID: os.Getpid(),
-			DeviceEndpoint: nd.DeviceHost(), ServiceAddr: nd.Addr("service"),
-			ControlURL:    "https://localhost:" + port(nd.Addr("control")),
-			ConsoleURL:    "https://localhost:" + port(nd.Addr("console")) + "/",
+			DeviceEndpoint: "localhost:" + port(cfg.DeviceAddr), ServiceAddr: cfg.ServiceAddr,
+			MQTTEndpoint:  "localhost:" + port(cfg.MQTTAddr),
+			ControlURL:    "https://localhost:" + port(cfg.ControlAddr),
+			ConsoleURL:    "https://localhost:" + port(cfg.ConsoleAddr) + "/",
 			EtcdClientURL: "http://" + cfg.EtcdClientAddr,
-		})
+		}
+		if i < len(d.Procs) {
+			ni.PID, ni.Command = d.Procs[i].PID(), d.Procs[i].Command
+		}
+		c.Nodes = append(c.Nodes, ni)
 	}
 	return c, nil
+}
+
+// defaultInstanceKeys returns the ID scope and the owner policy of the
+// default instance.
+func (d *Deployment) defaultInstanceKeys(ctx context.Context) (string, *model.AccessPolicy, error) {
+	if d.opts.MultiProcess {
+		return d.defaultInstanceKeysRemote(ctx)
+	}
+	m := d.Nodes[0].Instances()
+	v, err := m.Get(ctx, DefaultInstance)
+	if err != nil {
+		return "", nil, err
+	}
+	owner, err := m.Keys(ctx, DefaultInstance, model.OwnerPolicy)
+	if err != nil {
+		return "", nil, err
+	}
+	return v.Instance.IDScope, &owner, nil
 }

@@ -32,7 +32,8 @@ type Request struct {
 	PeerCertificates []*x509.Certificate
 	// Body is the parsed register body (nil when absent or empty).
 	Body *model.DeviceRegistration
-	// Transport names the front end for metrics and logs ("https", "mqtt").
+	// Transport names the front end for metrics and logs ("https",
+	// "mqtt", "mqtt-ws").
 	Transport string
 	// ClientAddr is the client's IP address (throttling, logs).
 	ClientAddr string
@@ -57,6 +58,13 @@ type Result struct {
 // authentication, 404 for an unknown scope or operation, 400 for bad input,
 // 429 when throttled with a Retry-After header).
 type Device interface {
+	// Authenticate checks the device's credential exactly as Register
+	// does (ID scope, then SAS token or TLS client chain against the
+	// enrollments) without registering, throttling or writing anything:
+	// the MQTT front end calls it at CONNECT. A disabled enrollment
+	// authenticates (Register then answers "disabled"). Errors are those
+	// of Register's authentication: 401, 404 for an unknown scope, 503.
+	Authenticate(ctx context.Context, req *Request) error
 	// Register starts (or repeats) a registration. It always yields a
 	// status; front ends answer 202.
 	Register(ctx context.Context, req *Request) (*Result, error)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,6 +197,63 @@ func TestRegisterRefusals(t *testing.T) {
 	if n := len(e.sim.Devices(e.hubHost(0))) + len(e.sim.Devices(e.hubHost(1))); n != 0 {
 		t.Errorf("%d identities created by refused registrations", n)
 	}
+}
+
+// TestAuthenticate: Authenticate refuses what Register refuses, accepts a
+// disabled enrollment (Register answers "disabled"), and never registers,
+// throttles or writes anything.
+func TestAuthenticate(t *testing.T) {
+	lim := &countingLimiter{}
+	e := newEnv(t, Config{Throttle: lim})
+	en := e.enroll("dev-a", nil)
+	e.enroll("dev-a-off", func(x *model.IndividualEnrollment) { x.ProvisioningStatus = model.StatusDisabled })
+	key := en.Attestation.SymmetricKey.PrimaryKey
+	tests := []struct {
+		name   string
+		req    *Request
+		status int // 0: success
+	}{
+		{"primary key", &Request{IDScope: e.in.IDScope, RegistrationID: "dev-a", SASToken: e.token("dev-a", key)}, 0},
+		{"registration id in another case", &Request{IDScope: e.in.IDScope, RegistrationID: "DEV-A", SASToken: e.token("DEV-A", key)}, 0},
+		{"disabled enrollment", &Request{IDScope: e.in.IDScope, RegistrationID: "dev-a-off", SASToken: e.token("dev-a-off", mustKey(t, e, "dev-a-off"))}, 0},
+		{"wrong key", &Request{IDScope: e.in.IDScope, RegistrationID: "dev-a", SASToken: e.token("dev-a", enrollmenttest.RandomKey())}, 401},
+		{"token of another device", &Request{IDScope: e.in.IDScope, RegistrationID: "dev-a-off", SASToken: e.token("dev-a", key)}, 401},
+		{"no credential", &Request{IDScope: e.in.IDScope, RegistrationID: "dev-a"}, 401},
+		{"unknown scope", &Request{IDScope: "0ne0000FFFF", RegistrationID: "dev-a", SASToken: e.token("dev-a", key)}, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.e.Authenticate(context.Background(), tt.req)
+			switch {
+			case tt.status == 0 && err != nil:
+				t.Errorf("Authenticate = %v, want nil", err)
+			case tt.status != 0 && !isStatus(err, tt.status):
+				t.Errorf("Authenticate = %v, want %d", err, tt.status)
+			}
+		})
+	}
+	if n := len(e.sim.Devices(e.hubHost(0))) + len(e.sim.Devices(e.hubHost(1))); n != 0 {
+		t.Errorf("%d identities created by Authenticate", n)
+	}
+	if _, err := e.enr.GetRegistration(context.Background(), e.in.Name, "dev-a"); err == nil {
+		t.Error("Authenticate wrote a registration record")
+	}
+	if lim.calls.Load() != 0 {
+		t.Errorf("Authenticate consulted the throttle %d times", lim.calls.Load())
+	}
+}
+
+// countingLimiter allows everything and counts the calls.
+type countingLimiter struct{ calls atomic.Int64 }
+
+func (l *countingLimiter) AllowRegister(string) (bool, time.Duration) {
+	l.calls.Add(1)
+	return true, 0
+}
+
+func (l *countingLimiter) AllowPoll(string, string) (bool, time.Duration) {
+	l.calls.Add(1)
+	return true, 0
 }
 
 func mustKey(t *testing.T, e *env, id string) string {

@@ -13,6 +13,13 @@ import (
 	"github.com/opendps/opendps/internal/store"
 )
 
+// Authenticate implements Device: the authentication step of Register,
+// alone.
+func (e *Engine) Authenticate(ctx context.Context, req *Request) error {
+	_, _, err := e.authenticate(ctx, req)
+	return err
+}
+
 // Register implements Device.
 func (e *Engine) Register(ctx context.Context, req *Request) (*Result, error) {
 	snap, match, err := e.authenticate(ctx, req)

@@ -106,7 +106,7 @@ func (j *job) assign(ctx context.Context, cur *model.Registration) (*model.Regis
 func (j *job) write(ctx context.Context, cur *readReg, rec *model.Registration) (*model.Registration, error) {
 	var out *model.Registration
 	first := true
-	err := j.e.store.Update(ctx, j.snap.name, func(tx *store.Tx) error {
+	err := j.e.store.UpdateIdempotent(ctx, j.snap.name, func(tx *store.Tx) error { // re-decides on the record: safe to repeat (store/retry.go)
 		if !first {
 			return errStale
 		}

@@ -9,6 +9,7 @@
 package node
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,10 @@ type Config struct {
 	ServiceAddr string `json:"serviceAddr"`
 	ControlAddr string `json:"controlAddr"`
 	ConsoleAddr string `json:"consoleAddr"`
+	// MQTTAddr is the listen address of the device API over MQTT 3.1.1
+	// with TLS (DPS uses 8883); empty disables it. MQTT over WebSocket is
+	// served on the device listener (DeviceAddr) whatever this says.
+	MQTTAddr string `json:"mqttAddr,omitempty"`
 
 	// EtcdClientAddr and EtcdPeerAddr are the embedded member's addresses
 	// (host:port, a real port).
@@ -48,6 +53,18 @@ type Config struct {
 	// EtcdInitialCluster is "name=http://host:port,..." for a multi-member
 	// region; empty for a single member.
 	EtcdInitialCluster string `json:"etcdInitialCluster,omitempty"`
+	// EtcdClusterState is "new" (the default: the members of
+	// EtcdInitialCluster bootstrap together) or "existing" (this member was
+	// added at run time with `opendps region member add` and joins).
+	// Either way a node whose data directory holds a member just restarts.
+	EtcdClusterState string `json:"etcdClusterState,omitempty"`
+	// EtcdClusterToken must be the same on every member of the region
+	// (empty: "opendps-{region}").
+	EtcdClusterToken string `json:"etcdClusterToken,omitempty"`
+	// EtcdHeartbeat and EtcdElectionTimeout are the Raft timers (0: 100ms
+	// and 1s, suited to zones a few milliseconds apart; docs/zones.md).
+	EtcdHeartbeat       time.Duration `json:"etcdHeartbeat,omitempty"`
+	EtcdElectionTimeout time.Duration `json:"etcdElectionTimeout,omitempty"`
 	// EtcdEndpoints, when set, uses an external etcd cluster instead of an
 	// embedded member.
 	EtcdEndpoints []string `json:"etcdEndpoints,omitempty"`
@@ -84,7 +101,9 @@ type Config struct {
 	// (zero fields: defaults far above DPS's 1,000 registrations per
 	// minute and 5 polls per 10 s).
 	Throttle throttle.Config `json:"throttle,omitzero"`
-	// StoreTimeout bounds each storage request (0: 5s).
+	// StoreTimeout bounds each attempt of a storage request (0: 1.5s);
+	// reads and writes that provably did not apply are retried
+	// (internal/store/retry.go).
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
@@ -102,6 +121,7 @@ func DefaultConfig() Config {
 		ServiceAddr:    ":8444",
 		ControlAddr:    ":8445",
 		ConsoleAddr:    ":8446",
+		MQTTAddr:       ":8883",
 		EtcdClientAddr: "127.0.0.1:2379",
 		EtcdPeerAddr:   "127.0.0.1:2380",
 		ServiceDomain:  "localhost",
@@ -141,8 +161,11 @@ func (c *Config) Validate() error {
 	// Slices, not maps: the errors come out in a stable order.
 	for _, l := range []struct{ name, addr string }{
 		{"deviceAddr", c.DeviceAddr}, {"serviceAddr", c.ServiceAddr},
-		{"controlAddr", c.ControlAddr}, {"consoleAddr", c.ConsoleAddr},
+		{"controlAddr", c.ControlAddr}, {"consoleAddr", c.ConsoleAddr}, {"mqttAddr", c.MQTTAddr},
 	} {
+		if l.name == "mqttAddr" && l.addr == "" {
+			continue // MQTT disabled
+		}
 		// LookupPort accepts what net.Listen accepts: 0-65535 or a service name.
 		if _, p, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port", l.name, l.addr))
@@ -166,6 +189,19 @@ func (c *Config) Validate() error {
 	}
 	if c.ServiceDomain == "" || strings.Contains(c.ServiceDomain, ":") {
 		errs = append(errs, errors.New("serviceDomain must be a DNS domain without port"))
+	}
+	switch c.EtcdClusterState {
+	case "", "new", "existing":
+	default:
+		errs = append(errs, fmt.Errorf("etcdClusterState %q is not new or existing", c.EtcdClusterState))
+	}
+	if c.EtcdClusterState == "existing" && c.EtcdInitialCluster == "" && len(c.EtcdEndpoints) == 0 {
+		errs = append(errs, errors.New("etcdClusterState existing needs etcdInitialCluster (as `opendps region member add` prints it)"))
+	}
+	if c.EtcdHeartbeat < 0 || c.EtcdElectionTimeout < 0 {
+		errs = append(errs, errors.New("etcdHeartbeat and etcdElectionTimeout must not be negative"))
+	} else if hb, el := cmp.Or(c.EtcdHeartbeat, 100*time.Millisecond), cmp.Or(c.EtcdElectionTimeout, time.Second); el < 5*hb || el > 50*time.Second {
+		errs = append(errs, fmt.Errorf("etcdElectionTimeout %v must be at least 5 heartbeats (%v) and at most 50s", el, hb))
 	}
 	if c.StoreTimeout < 0 {
 		errs = append(errs, fmt.Errorf("storeTimeout %v must not be negative", c.StoreTimeout))

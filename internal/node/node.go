@@ -16,10 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/pki"
+	"github.com/opendps/opendps/internal/region"
 	"github.com/opendps/opendps/internal/regions"
 	"github.com/opendps/opendps/internal/store"
 )
@@ -37,6 +39,9 @@ type Node struct {
 	instances   *instance.Manager
 	enrollments *enrollment.Service
 	engine      *engine.Engine
+	mqtt        *mqttfront.Server                                    // nil until handlers, or when disabled
+	getCert     func(*tls.ClientHelloInfo) (*tls.Certificate, error) // server certificates of every listener
+	region      *region.Region
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
@@ -53,6 +58,7 @@ const (
 	ListenerService = "service"
 	ListenerControl = "control"
 	ListenerConsole = "console"
+	ListenerMQTT    = "mqtt" // MQTT over TLS (Config.MQTTAddr); not HTTP
 )
 
 // Start validates cfg, opens the store and serves every listener. On error
@@ -83,6 +89,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.getCert = getCert
 	if n.token, err = loadOrCreateToken(cfg); err != nil {
 		return nil, err
 	}
@@ -101,9 +108,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.serve(lns, getCert, handlers)
+	n.region.Start()
 	close(n.readyc)
 	n.log.Info("node ready", "device", n.addrs[ListenerDevice], "service", n.addrs[ListenerService],
-		"control", n.addrs[ListenerControl], "console", n.addrs[ListenerConsole])
+		"control", n.addrs[ListenerControl], "console", n.addrs[ListenerConsole], "mqtt", n.addrs[ListenerMQTT])
 	return n, nil
 }
 
@@ -136,6 +144,8 @@ func (n *Node) openStore(ctx context.Context) (*store.Store, error) {
 	sc := store.Config{DataDir: n.cfg.DataDir, Name: n.cfg.Name, Region: n.cfg.Region,
 		ClientURL: "http://" + n.cfg.EtcdClientAddr, PeerURL: "http://" + n.cfg.EtcdPeerAddr,
 		InitialCluster: n.cfg.EtcdInitialCluster, HostedRegions: n.cfg.HostedRegions, External: n.cfg.EtcdEndpoints,
+		ClusterState: n.cfg.EtcdClusterState, ClusterToken: n.cfg.EtcdClusterToken,
+		HeartbeatInterval: n.cfg.EtcdHeartbeat, ElectionTimeout: n.cfg.EtcdElectionTimeout,
 		RequestTimeout: n.cfg.StoreTimeout, Logger: n.log.With("component", "store")}
 	return store.Open(ctx, sc)
 }
@@ -145,8 +155,11 @@ func (n *Node) listen() (map[string]net.Listener, error) {
 	lns := map[string]net.Listener{}
 	for _, l := range []struct{ name, addr string }{
 		{ListenerDevice, n.cfg.DeviceAddr}, {ListenerService, n.cfg.ServiceAddr},
-		{ListenerControl, n.cfg.ControlAddr}, {ListenerConsole, n.cfg.ConsoleAddr},
+		{ListenerControl, n.cfg.ControlAddr}, {ListenerConsole, n.cfg.ConsoleAddr}, {ListenerMQTT, n.cfg.MQTTAddr},
 	} {
+		if l.addr == "" && l.name == ListenerMQTT {
+			continue // MQTT disabled
+		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			for _, o := range lns {
@@ -162,6 +175,10 @@ func (n *Node) listen() (map[string]net.Listener, error) {
 
 func (n *Node) serve(lns map[string]net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), handlers map[string]http.Handler) {
 	for name, ln := range lns {
+		if name == ListenerMQTT {
+			n.serveMQTT(ln)
+			continue
+		}
 		srv := &http.Server{
 			Handler:           handlers[name],
 			TLSConfig:         pki.ServerTLS(getCert),
@@ -183,6 +200,17 @@ func (n *Node) serve(lns map[string]net.Listener, getCert func(*tls.ClientHelloI
 	}
 }
 
+// serveMQTT serves MQTT over TLS on ln with the server handlers made.
+func (n *Node) serveMQTT(ln net.Listener) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.mqtt.Serve(ln); err != nil && !errors.Is(err, mqttfront.ErrServerClosed) {
+			n.errc <- fmt.Errorf("node: %s listener: %w", ListenerMQTT, err)
+		}
+	}()
+}
+
 // ReadyNotify is closed when every listener serves.
 func (n *Node) ReadyNotify() <-chan struct{} { return n.readyc }
 
@@ -192,6 +220,9 @@ func (n *Node) Err() <-chan error { return n.errc }
 
 // Addr returns the bound address of a listener (ListenerDevice, ...).
 func (n *Node) Addr(listener string) string { return n.addrs[listener] }
+
+// Region returns the view of the node's region (status, membership).
+func (n *Node) Region() *region.Region { return n.region }
 
 // Store returns the node's store.
 func (n *Node) Store() *store.Store { return n.store }
@@ -232,7 +263,13 @@ func (n *Node) Close() error {
 		for _, s := range n.servers {
 			s.Shutdown(ctx)
 		}
+		if n.mqtt != nil { // MQTT over TLS, and over WebSocket (hijacked, so not Shutdown's)
+			n.mqtt.Close()
+		}
 		n.wg.Wait()
+		if n.region != nil {
+			n.region.Close() // deregisters the node first
+		}
 		if n.engine != nil {
 			n.engine.Close()
 		}

@@ -43,6 +43,7 @@ func testConfig(t *testing.T, dir string) Config {
 	c.Name = "n1"
 	c.DataDir = dir
 	c.DeviceAddr, c.ServiceAddr, c.ControlAddr, c.ConsoleAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	c.MQTTAddr = "127.0.0.1:0"
 	c.EtcdClientAddr, c.EtcdPeerAddr = freeAddr(t), freeAddr(t)
 	c.LogLevel = "error"
 	return c

@@ -7,15 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/controlapi"
 	"github.com/opendps/opendps/internal/deviceapi/httpfront"
+	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/hub"
 	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/serviceapi"
 	"github.com/opendps/opendps/internal/throttle"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,10 +28,14 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 		return apierr.New(apierr.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path)
 	})
 	n.hubTLS = n.outboundTLS()
+	if err := n.newRegion(); err != nil {
+		return nil, err
+	}
 	mgr, err := instance.New(instance.Config{
 		Store: n.store, Catalog: n.catalog, Region: n.cfg.Region, HostedRegions: n.cfg.HostedRegions,
 		ServiceDomain: n.serviceDomainWithPort(), DeviceHost: n.publicDeviceHost(),
 		HubChecker: instance.RegistryChecker{Options: []hub.Option{hub.WithTLSConfig(n.hubTLS)}},
+		Zones:      n.region,
 		Log:        n.log.With("component", "instance"),
 	})
 	if err != nil {
@@ -60,15 +65,40 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if device, err = n.withMQTT(device); err != nil {
+		return nil, err
+	}
 	control := http.NewServeMux()
 	n.mountOps(control)
+	if err := n.mountRegion(control); err != nil {
+		return nil, err
+	}
 	control.Handle("/", ctl)
 	return map[string]http.Handler{
-		ListenerDevice:  device,
-		ListenerService: svc,
+		ListenerDevice:  n.quorumGate(device),
+		ListenerService: n.quorumGate(svc),
 		ListenerControl: control,
 		ListenerConsole: notFound,
 	}, nil
+}
+
+// withMQTT makes the MQTT front end on the engine and returns the device
+// listener's handler: MQTT over WebSocket for upgrades to the paths the
+// SDKs use (mqttfront.IsWebSocketRequest), the HTTPS device API otherwise.
+func (n *Node) withMQTT(device http.Handler) (http.Handler, error) {
+	m, err := mqttfront.New(mqttfront.Config{Engine: n.engine, TLS: pki.ServerTLS(n.getCert),
+		Log: n.log.With("component", "mqttfront")})
+	if err != nil {
+		return nil, err
+	}
+	n.mqtt = m
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mqttfront.IsWebSocketRequest(r) {
+			m.ServeWebSocket(w, r)
+			return
+		}
+		device.ServeHTTP(w, r)
+	}), nil
 }
 
 // outboundTLS is the client TLS of calls to linked hubs and webhooks: the
@@ -119,13 +149,7 @@ func (n *Node) mountOps(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := n.store.Count(r.Context(), "/opendps/dir/"); err != nil {
-			http.Error(w, "store unavailable: "+strings.TrimSpace(err.Error()), http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", promhttp.Handler())
 	// Profiles for operators, behind the operator token.
 	mux.Handle("/debug/pprof/", n.requireToken(http.HandlerFunc(pprof.Index)))

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -61,21 +62,24 @@ func (c *committer) close() {
 	c.wg.Wait()
 }
 
-// commit queues r and waits for its outcome.
+// commit queues r and waits for its outcome. Errors are etcd's, not
+// wrapped, so that the caller can tell whether the transaction may have
+// applied (retry.go): given up before it was queued, it was not; given up
+// while queued or in flight, it may still commit.
 func (c *committer) commit(r *commitReq) (bool, error) {
 	r.done = make(chan commitResult, 1)
 	select {
 	case c.reqs <- r:
 	case <-r.ctx.Done():
-		return false, wrapErr(r.ctx.Err())
+		return false, fmt.Errorf("%w: %w", errNotSent, r.ctx.Err())
 	case <-c.stop:
-		return false, ErrUnavailable
+		return false, fmt.Errorf("%w: the store is closing", errNotSent)
 	}
 	select {
 	case res := <-r.done:
 		return res.ok, res.err
 	case <-r.ctx.Done():
-		return false, wrapErr(r.ctx.Err())
+		return false, r.ctx.Err()
 	}
 }
 
@@ -159,13 +163,15 @@ func (c *committer) commitBatch(batch []*commitReq) {
 		ops = append(ops, r.ops...)
 	}
 	ok, err := c.txn(context.Background(), cmps, ops)
-	if err == nil && ok {
+	if err != nil || ok {
+		// A failed batch may have applied: its members must not be
+		// committed again one by one (each caller decides, retry.go).
 		for _, r := range batch {
-			r.done <- commitResult{ok: true}
+			r.done <- commitResult{ok, err}
 		}
 		return
 	}
-	// Someone lost a comparison (or the batch failed): retry each alone.
+	// Someone lost a comparison: retry each alone to find out who.
 	var wg sync.WaitGroup
 	for _, r := range batch {
 		wg.Add(1)
@@ -178,12 +184,16 @@ func (c *committer) commitBatch(batch []*commitReq) {
 	wg.Wait()
 }
 
+// txn is one attempt at a transaction (retry.go: the caller retries).
 func (c *committer) txn(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (bool, error) {
-	ctx, cancel := c.s.opCtx(ctx)
-	defer cancel()
-	resp, err := c.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	var resp *clientv3.TxnResponse
+	err := c.s.once(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = c.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		return err
+	})
 	if err != nil {
-		return false, wrapErr(err)
+		return false, err
 	}
 	return resp.Succeeded, nil
 }

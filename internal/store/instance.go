@@ -22,16 +22,19 @@ func (s *Store) CreateInstance(ctx context.Context, dir model.DirEntry, inst *mo
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(DirKey(dir.Name)), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision(ScopeKey(dir.IDScope)), "=", 0),
-	).Then(
-		clientv3.OpPut(DirKey(dir.Name), string(dirB)),
-		clientv3.OpPut(ScopeKey(dir.IDScope), dir.Name),
-		clientv3.OpPut(ConfKey(dir.Name), string(confB)),
-	).Commit()
+	var resp *clientv3.TxnResponse
+	err = s.write(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = s.cli.Txn(ctx).If(
+			clientv3.Compare(clientv3.CreateRevision(DirKey(dir.Name)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(ScopeKey(dir.IDScope)), "=", 0),
+		).Then(
+			clientv3.OpPut(DirKey(dir.Name), string(dirB)),
+			clientv3.OpPut(ScopeKey(dir.IDScope), dir.Name),
+			clientv3.OpPut(ConfKey(dir.Name), string(confB)),
+		).Commit()
+		return err
+	})
 	if err != nil {
 		return wrapErr(err)
 	}
@@ -69,9 +72,7 @@ func (s *Store) Instance(ctx context.Context, instance string) (*model.Instance,
 
 // ResolveScope returns the instance name of an ID scope (case-insensitive).
 func (s *Store) ResolveScope(ctx context.Context, idScope string) (string, error) {
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, ScopeKey(idScope))
+	resp, err := s.get(ctx, ScopeKey(idScope))
 	if err != nil {
 		return "", wrapErr(err)
 	}
@@ -123,15 +124,18 @@ func (s *Store) DeleteInstance(ctx context.Context, instance string) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(cctx).If(
-		clientv3.Compare(clientv3.Value(DirKey(instance)), "=", string(tx.dirRaw)),
-	).Then(
-		clientv3.OpDelete(InstancePrefix(instance), clientv3.WithPrefix()),
-		clientv3.OpDelete(ScopeKey(tx.dir.IDScope)),
-		clientv3.OpDelete(DirKey(instance)),
-	).Commit()
+	var resp *clientv3.TxnResponse
+	err = s.write(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = s.cli.Txn(ctx).If(
+			clientv3.Compare(clientv3.Value(DirKey(instance)), "=", string(tx.dirRaw)),
+		).Then(
+			clientv3.OpDelete(InstancePrefix(instance), clientv3.WithPrefix()),
+			clientv3.OpDelete(ScopeKey(tx.dir.IDScope)),
+			clientv3.OpDelete(DirKey(instance)),
+		).Commit()
+		return err
+	})
 	if err != nil {
 		return wrapErr(err)
 	}

@@ -42,8 +42,22 @@ type Config struct {
 	// (http://127.0.0.1:0 is not allowed: pick a port).
 	ClientURL, PeerURL string
 	// InitialCluster is "name=peerURL,..." for a multi-member region; empty
-	// means a single member.
+	// means a single member. It is only read when the member starts with an
+	// empty data directory: a restarted member knows its cluster.
 	InitialCluster string
+	// ClusterState is ClusterStateNew (bootstrap the members of
+	// InitialCluster together; the default) or ClusterStateExisting (join
+	// a running cluster that already has this member added with
+	// MemberAdd). Ignored when the data directory holds a member.
+	ClusterState string
+	// ClusterToken keeps the members of different clusters apart while
+	// they bootstrap (0: "opendps-" + Region). Every member of a region
+	// must use the same token.
+	ClusterToken string
+	// HeartbeatInterval and ElectionTimeout are etcd's Raft timers (0:
+	// DefaultHeartbeat and DefaultElectionTimeout). The election timeout
+	// bounds how soon followers notice a dead leader; see docs/zones.md.
+	HeartbeatInterval, ElectionTimeout time.Duration
 	// External, when set, points at an existing etcd cluster instead of an
 	// embedded member.
 	External []string
@@ -53,8 +67,13 @@ type Config struct {
 	QuotaBytes int64
 	// CompactionRetention is the periodic auto-compaction window (0: 1h).
 	CompactionRetention time.Duration
-	// RequestTimeout bounds each storage request (0: 5s).
+	// RequestTimeout bounds each attempt of a storage request (0:
+	// DefaultRequestTimeout). Reads, and writes that provably did not
+	// commit, are retried up to Attempts times (see retry.go).
 	RequestTimeout time.Duration
+	// Attempts bounds the attempts of one storage request (0:
+	// DefaultAttempts; 1 disables retries).
+	Attempts int
 	// StartTimeout bounds the wait for the member to be ready (0: 60s).
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -68,7 +87,22 @@ func (c *Config) setDefaults() {
 		c.CompactionRetention = time.Hour
 	}
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 5 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = DefaultAttempts
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeat
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.ClusterState == "" {
+		c.ClusterState = ClusterStateNew
+	}
+	if c.ClusterToken == "" {
+		c.ClusterToken = "opendps-" + c.Region
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 60 * time.Second
@@ -85,7 +119,11 @@ func (c *Config) setDefaults() {
 // and returns a ready Store.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.setDefaults()
-	s := &Store{log: cfg.Logger, timeout: cfg.RequestTimeout, region: cfg.Region, hosted: map[string]bool{}}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{log: cfg.Logger, timeout: cfg.RequestTimeout, attempts: cfg.Attempts, region: cfg.Region, hosted: map[string]bool{},
+		health: newHealth()}
 	for _, r := range cfg.HostedRegions {
 		s.hosted[strings.ToLower(strings.ReplaceAll(r, " ", ""))] = true
 	}
@@ -105,19 +143,51 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			cli.Close()
 			return nil, fmt.Errorf("store: external etcd %v: %w", cfg.External, err)
 		}
+		s.startMonitor()
 		return s, nil
 	}
-	e, err := startEmbedded(cfg)
+	e, err := startEmbedded(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.etcd = e
 	s.cli = v3client.New(e.Server)
 	s.committer = newCommitter(s, commitWorkers, embeddedMaxOps)
+	s.startMonitor()
 	return s, nil
 }
 
-func startEmbedded(cfg Config) (e *embed.Etcd, err error) {
+// Cluster states of Config.ClusterState.
+const (
+	ClusterStateNew      = embed.ClusterStateFlagNew
+	ClusterStateExisting = embed.ClusterStateFlagExisting
+)
+
+// Raft timers of the embedded member: etcd's defaults, which suit zones a
+// few milliseconds apart (docs/zones.md: the measured leader-failover pause
+// is 1.3-1.8 s with them).
+const (
+	DefaultHeartbeat       = 100 * time.Millisecond
+	DefaultElectionTimeout = 1000 * time.Millisecond
+)
+
+func (c *Config) validate() error {
+	if c.ClusterState != ClusterStateNew && c.ClusterState != ClusterStateExisting {
+		return fmt.Errorf("store: cluster state %q is not %s or %s", c.ClusterState, ClusterStateNew, ClusterStateExisting)
+	}
+	if c.HeartbeatInterval < time.Millisecond || c.ElectionTimeout < 5*c.HeartbeatInterval || c.ElectionTimeout > 50*time.Second {
+		return fmt.Errorf("store: election timeout %v must be at least 5 heartbeats (%v) and at most 50s", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.ClusterState == ClusterStateExisting && len(c.External) == 0 && c.InitialCluster == "" {
+		return errors.New("store: joining an existing cluster needs its initial cluster (every member, this one included)")
+	}
+	return nil
+}
+
+// startEmbedded starts the member and waits until it has joined its
+// cluster (a new multi-member cluster needs a quorum of its members
+// started), cfg.StartTimeout at most, or until ctx ends.
+func startEmbedded(ctx context.Context, cfg Config) (e *embed.Etcd, err error) {
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
 	ec.Dir = filepath.Join(cfg.DataDir, "etcd")
@@ -135,7 +205,10 @@ func startEmbedded(cfg Config) (e *embed.Etcd, err error) {
 	if ec.InitialCluster == "" {
 		ec.InitialCluster = cfg.Name + "=" + cfg.PeerURL
 	}
-	ec.InitialClusterToken = "opendps-" + cfg.Region
+	ec.InitialClusterToken = cfg.ClusterToken
+	ec.ClusterState = cfg.ClusterState
+	ec.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
+	ec.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.QuotaBackendBytes = cfg.QuotaBytes
@@ -155,7 +228,9 @@ func startEmbedded(cfg Config) (e *embed.Etcd, err error) {
 	case err := <-e.Err():
 		return nil, fmt.Errorf("store: etcd failed: %w", err)
 	case <-time.After(cfg.StartTimeout):
-		return nil, errors.New("store: etcd did not become ready in time")
+		return nil, fmt.Errorf("store: etcd did not become ready in %v (does a quorum of the initial cluster run?)", cfg.StartTimeout)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: etcd start: %w", ctx.Err())
 	}
 	return e, nil
 }

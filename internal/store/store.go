@@ -82,9 +82,11 @@ func KindPrefix(instance, kind string) string { return InstancePrefix(instance) 
 type Store struct {
 	cli     *clientv3.Client
 	etcd    *embed.Etcd // nil with an external cluster
-	log     *slog.Logger
-	timeout time.Duration
-	region  string
+	log      *slog.Logger
+	timeout  time.Duration // of one attempt
+	attempts int
+	health   *health
+	region   string
 	hosted  map[string]bool // further regions hosted as primary; "*" = all
 
 	committer *committer
@@ -105,6 +107,7 @@ func (s *Store) Etcd() *embed.Etcd { return s.etcd }
 
 // Close stops the client and the embedded member. It is idempotent.
 func (s *Store) Close() error {
+	s.stopMonitor()
 	if s.committer != nil {
 		s.committer.close()
 		s.committer = nil
@@ -117,12 +120,6 @@ func (s *Store) Close() error {
 		<-s.etcd.Server.StopNotify()
 	}
 	return nil
-}
-
-// opCtx bounds one storage request, so a request stuck on a dead leader fails
-// over instead of hanging.
-func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout)
 }
 
 func wrapErr(err error) error {
@@ -142,9 +139,7 @@ func wrapErr(err error) error {
 
 // Get reads key into v (JSON). It reports whether the key exists.
 func (s *Store) Get(ctx context.Context, key string, v any) (bool, error) {
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, key)
+	resp, err := s.get(ctx, key)
 	if err != nil {
 		return false, wrapErr(err)
 	}
@@ -160,13 +155,11 @@ func (s *Store) Get(ctx context.Context, key string, v any) (bool, error) {
 // whose revision a later transaction compares (Tx.Seed) or that only
 // authenticate.
 func (s *Store) GetRev(ctx context.Context, key string, v any, serializable bool) (rev int64, raw []byte, err error) {
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
 	var opts []clientv3.OpOption
 	if serializable {
 		opts = append(opts, clientv3.WithSerializable())
 	}
-	resp, err := s.cli.Get(ctx, key, opts...)
+	resp, err := s.get(ctx, key, opts...)
 	if err != nil {
 		return 0, nil, wrapErr(err)
 	}
@@ -195,8 +188,6 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page
 	if limit <= 0 {
 		limit = 100
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
 	start := prefix
 	if after != "" {
 		if !strings.HasPrefix(after, prefix) {
@@ -204,7 +195,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page
 		}
 		start = after + "\x00"
 	}
-	resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)))
+	resp, err := s.get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return Page{}, wrapErr(err)
 	}
@@ -220,13 +211,11 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page
 
 // Keys returns up to limit keys under prefix after after, like List.
 func (s *Store) Keys(ctx context.Context, prefix, after string, limit int) ([]string, string, error) {
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
 	start := prefix
 	if after != "" {
 		start = after + "\x00"
 	}
-	resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)), clientv3.WithKeysOnly())
+	resp, err := s.get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, "", wrapErr(err)
 	}
@@ -243,11 +232,20 @@ func (s *Store) Keys(ctx context.Context, prefix, after string, limit int) ([]st
 
 // Count returns the number of keys under prefix.
 func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := s.get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return 0, wrapErr(err)
 	}
 	return resp.Count, nil
+}
+
+// get is a read of etcd in bounded attempts (retry.go).
+func (s *Store) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	var resp *clientv3.GetResponse
+	err := s.read(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = s.cli.Get(ctx, key, opts...)
+		return err
+	})
+	return resp, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/opendps/opendps/internal/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -45,9 +46,7 @@ func (tx *Tx) Get(key string, v any) (bool, error) {
 		}
 		return true, json.Unmarshal(raw, v)
 	}
-	ctx, cancel := tx.s.opCtx(tx.ctx)
-	defer cancel()
-	resp, err := tx.s.cli.Get(ctx, key)
+	resp, err := tx.s.get(tx.ctx, key)
 	if err != nil {
 		return false, wrapErr(err)
 	}
@@ -97,7 +96,27 @@ func (tx *Tx) Delete(key string) {
 // not have side effects beyond the Tx. An instance whose directory entry
 // does not make this region its writable primary gives ErrFenced; a missing
 // instance gives ErrNotFound. Errors returned by fn abort and are returned.
+//
+// A commit that provably did not apply (no leader, proposal dropped) is
+// retried within the request's attempts; one that may have applied (a
+// timeout on a dead leader) is not, and gives ErrIndeterminate (wrapped
+// with ErrUnavailable): see retry.go.
 func (s *Store) Update(ctx context.Context, instance string, fn func(*Tx) error) error {
+	return s.update(ctx, instance, fn, false)
+}
+
+// UpdateIdempotent is Update for functions whose outcome does not depend
+// on whether an earlier, indeterminate commit of theirs applied: such a
+// commit is retried too, by running fn again on fresh reads (which see the
+// earlier write if it applied). The registration write is one: it
+// re-decides on the registration record it reads.
+func (s *Store) UpdateIdempotent(ctx context.Context, instance string, fn func(*Tx) error) error {
+	return s.update(ctx, instance, fn, true)
+}
+
+func (s *Store) update(ctx context.Context, instance string, fn func(*Tx) error, idempotent bool) error {
+	failed := 0 // commits that failed (rather than lost a comparison)
+	backoff := retryBackoff
 	for range maxAttempts {
 		tx, err := s.begin(ctx, instance)
 		if err != nil {
@@ -107,9 +126,28 @@ func (s *Store) Update(ctx context.Context, instance string, fn func(*Tx) error)
 			return err
 		}
 		ok, err := tx.commit()
-		if err != nil || ok {
-			return err
+		switch {
+		case err == nil && ok:
+			return nil
+		case err == nil: // lost a comparison: run fn again
+			continue
 		}
+		failed++
+		retry := notApplied(err) || idempotent
+		if !retry || failed >= s.attempts || ctx.Err() != nil {
+			if notApplied(err) {
+				return wrapErr(err)
+			}
+			return indeterminate(err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return indeterminate(err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxRetryBackoff)
 	}
 	return ErrConflict
 }
@@ -141,9 +179,7 @@ func (s *Store) dirEntry(ctx context.Context, instance string) (*model.DirEntry,
 		c := v.(cachedDir)
 		return c.d, c.raw, nil
 	}
-	cctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(cctx, DirKey(instance))
+	resp, err := s.get(ctx, DirKey(instance))
 	if err != nil {
 		return nil, nil, wrapErr(err)
 	}

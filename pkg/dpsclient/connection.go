@@ -19,7 +19,8 @@ import (
 type Connection struct {
 	IDScope                 string     `json:"idScope"`
 	InstanceName            string     `json:"instanceName"`
-	DeviceEndpoint          string     `json:"deviceEndpoint"`  // host:port of the HTTPS device API
+	DeviceEndpoint          string     `json:"deviceEndpoint"`  // host:port of the HTTPS device API (and MQTT over WebSocket)
+	MQTTEndpoint            string     `json:"mqttEndpoint"`    // host:port of the device API over MQTT with TLS
 	ServiceEndpoint         string     `json:"serviceEndpoint"` // host:port of the default instance's service API
 	ServiceConnectionString string     `json:"serviceConnectionString"`
 	CACertificate           string     `json:"caCertificate"`   // path of the PEM that signs every server certificate
@@ -43,10 +44,15 @@ type NodeInfo struct {
 	Zone           string `json:"zone"`
 	PID            int    `json:"pid"`
 	DeviceEndpoint string `json:"deviceEndpoint"`
+	MQTTEndpoint   string `json:"mqttEndpoint"`
 	ServiceAddr    string `json:"serviceAddr"`
 	ControlURL     string `json:"controlURL"`
 	ConsoleURL     string `json:"consoleURL"`
 	EtcdClientURL  string `json:"etcdClientURL"`
+	// Command starts the node again (a dev deployment's child process,
+	// `opendps dev --multi-process`); empty when the node runs inside the
+	// dev process.
+	Command []string `json:"command,omitempty"`
 }
 
 // LoadConnection reads a connection.json file.

@@ -83,6 +83,10 @@ type ServiceProperties struct {
 	SecondaryLocation          string         `json:"secondaryLocation,omitempty"`
 	DisasterRecovery           string         `json:"disasterRecovery"`
 	RegionRole                 string         `json:"regionRole,omitempty"`
+	// ZoneRedundant: the instance's region spans availability zones
+	// (Zones: those of its voting members).
+	ZoneRedundant bool     `json:"zoneRedundant"`
+	Zones         []string `json:"zones"`
 }
 
 // IotHub is a linked hub. In answers the key of ConnectionString is

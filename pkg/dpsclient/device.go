@@ -129,8 +129,12 @@ func (e *RegistrationError) Is(target error) bool {
 // Exactly one of SymmetricKey, GroupKey and Certificate is set, or none of
 // them when HTTPClient already presents a client certificate.
 type DeviceOptions struct {
+	// Protocol is ProtocolHTTPS ("" too) or ProtocolMQTT (MQTT 3.1.1 over
+	// TLS, as the Node SDK's Mqtt transport speaks it; Register only).
+	Protocol string
 	// Endpoint is host[:port] of the device API ("" means
-	// DefaultDeviceEndpoint); an https:// prefix is tolerated.
+	// DefaultDeviceEndpoint); an https:// (mqtts:// for MQTT) prefix is
+	// tolerated. Without a port MQTT uses DefaultMQTTPort.
 	Endpoint string
 	// IDScope of the instance; required.
 	IDScope string
@@ -155,8 +159,11 @@ type DeviceOptions struct {
 	// DeviceHTTPClient(CAFile, Certificate) for this call only.
 	HTTPClient *http.Client
 	// CAFile is a PEM file of CAs to trust instead of the system roots;
-	// only used when HTTPClient is nil.
+	// only used when HTTPClient (HTTPS) or TLSConfig (MQTT) is nil.
 	CAFile string
+	// TLSConfig, for MQTT, replaces the configuration built from CAFile
+	// and Certificate (a load generator shares one). It is cloned.
+	TLSConfig *tls.Config
 	// PollInterval, when positive, is the wait before every poll. Zero
 	// waits what the service's Retry-After says, else DefaultPollInterval.
 	PollInterval time.Duration
@@ -204,6 +211,13 @@ func (r *RegistrationResult) State() *DeviceRegistrationResult {
 // bounds the whole registration, polls included; Register is safe for
 // concurrent use (it shares nothing but opts.HTTPClient).
 func Register(ctx context.Context, opts DeviceOptions) (*RegistrationResult, error) {
+	switch opts.Protocol {
+	case "", ProtocolHTTPS:
+	case ProtocolMQTT:
+		return registerMQTT(ctx, opts)
+	default:
+		return nil, fmt.Errorf("%w: Protocol %q: want %s or %s", ErrDeviceOptions, opts.Protocol, ProtocolHTTPS, ProtocolMQTT)
+	}
 	d, err := newDevice(opts)
 	if err != nil {
 		return nil, err
@@ -217,6 +231,9 @@ func Register(ctx context.Context, opts DeviceOptions) (*RegistrationResult, err
 // A device never registered gives a *DeviceError matching
 // ErrDeviceNotFound.
 func RegistrationStatus(ctx context.Context, opts DeviceOptions) (*DeviceRegistrationResult, error) {
+	if opts.Protocol != "" && opts.Protocol != ProtocolHTTPS {
+		return nil, fmt.Errorf("%w: the status lookup is HTTPS only (spec §2.5)", ErrDeviceOptions)
+	}
 	d, err := newDevice(opts)
 	if err != nil {
 		return nil, err

@@ -1,34 +1,57 @@
-// Device registration over HTTPS with the official device SDK
-// (azure-iot-provisioning-device + -http, symmetric-key and X.509 security
-// clients) against a whole dev deployment. Run by e2e's
-// TestDeviceRegistrationHTTPS (and TestDeviceThrottling) through
-// dpstest/nodetest, which pass one JSON environment variable:
+// Device registration with the official device SDK
+// (azure-iot-provisioning-device with the -http transport, or the Mqtt and
+// MqttWs transports of -mqtt; symmetric-key and X.509 security clients)
+// against a whole dev deployment. Run by e2e's TestDeviceRegistration
+// (and TestDeviceThrottling), once per transport, through
+// dpstest/nodetest, which pass the environment:
 //
-//   DEVICE_E2E  {suite, host, idScope, hubs: [hub1, hub2], harness, ...}
-//               suite "main" runs every case but throttling; "throttle"
-//               runs only throttling. The other fields are the enrollments
-//               and credentials the Go side prepared (e2e/device_setup_test.go).
+//   DPS_TRANSPORT     http (default), mqtt or mqttws
+//   DEVICE_E2E        {suite, host, mqttHost, idScope, hubs: [hub1, hub2],
+//                     harness, ...}: suite "main" runs every case but
+//                     throttling; "throttle" runs only throttling. The
+//                     other fields are the enrollments and credentials the
+//                     Go side prepared for this transport
+//                     (e2e/device_setup_test.go).
+//   OPENDPS_WSS_PORT  (mqttws) the HTTPS device port, to which lib/shim.js
+//                     sends the MqttWs transport's connections to port 443
 //
 // Each case checks the device's answer here, then asks the Go side
 // (harness, e2e/device_harness_test.go) to check the hub simulator and the
-// registration record. Cases run in order; the dead-hub case is last
-// because it leaves hub1 marked unhealthy in the engine for a while.
+// registration record. Cases run in order; the dead-hub case (HTTPS only)
+// is last because it leaves hub1 marked unhealthy in the engine for a
+// while.
+//
+// Where the transports differ: a credential the engine refuses (wrong
+// key, group key, unknown CA, unknown ID scope) is an HTTP 401/404 with a
+// DPS error body, but a CONNACK "not authorized" (5) over MQTT, where
+// opendps authenticates at CONNECT; a 429 ends an HTTPS registration
+// (ThrottlingError) but is retried by the MQTT transports after
+// retry-after.
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { harness } = require('./lib/harness');
-const { deriveKey, devices, rejection, refused } = require('./lib/device');
+const { TRANSPORTS, deriveKey, devices, rejection, refused, connectionRefused } = require('./lib/device');
 
 const cfg = JSON.parse(process.env.DEVICE_E2E || 'null');
 if (!cfg) throw new Error('DEVICE_E2E is not set');
+const transport = process.env.DPS_TRANSPORT || 'http';
+if (!TRANSPORTS.includes(transport)) throw new Error(`DPS_TRANSPORT ${transport} is not one of ${TRANSPORTS}`);
+const overMQTT = transport !== 'http';
 const [hub1, hub2] = cfg.hubs;
 const call = harness(cfg.harness);
-const register = devices(cfg.host, cfg.idScope);
+// What the SDK is given as provisioning host (spec/dps-protocol.md §11.2):
+// host:port for HTTPS (lib/shim.js splits it) and MQTT; a bare host for
+// MqttWs, which appends :443 (lib/shim.js redirects it).
+const sdkHost = { http: cfg.host, mqtt: cfg.mqttHost, mqttws: String(cfg.host).split(':')[0] }[transport];
+const register = devices(sdkHost, cfg.idScope, transport);
+const registerHTTP = devices(cfg.host, cfg.idScope, 'http');
 // Each suite registers only its own cases.
-const suiteTest = (suite) => (name, fn) => { if (cfg.suite === suite) test(name, fn); };
+const suiteTest = (suite) => (name, fn) => { if (cfg.suite === suite) test(`${transport}: ${name}`, fn); };
 const mainTest = suiteTest('main');
 const throttleTest = suiteTest('throttle');
+const httpTest = (name, fn) => { if (!overMQTT) mainTest(name, fn); };
 
 const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$/;
 
@@ -50,9 +73,24 @@ function assertAssigned(state, want) {
   assert.ok(state.etag, 'etag');
 }
 
-// assertOneRoundTrip: the fast path answered "assigned" to the PUT itself.
+// assertOneRoundTrip: the fast path answered "assigned" to the register
+// request itself (HTTPS PUT, or MQTT register publish): no poll.
 function assertOneRoundTrip(r) {
-  assert.deepEqual(r.requests, { register: 1, poll: 0 }, 'one PUT, no poll');
+  assert.deepEqual({ register: r.requests.register, poll: r.requests.poll }, { register: 1, poll: 0 }, 'one register request, no poll');
+  if (overMQTT) assert.deepEqual(r.requests.responses.map((x) => x.status), [200], 'one response: res/200');
+}
+
+// unauthorized checks the refusal of a credential the engine does not
+// accept: HTTP 401 with errorCode, or (MQTT) CONNACK 5.
+async function unauthorized(promise, errorCode) {
+  if (overMQTT) {
+    await connectionRefused(promise);
+    return;
+  }
+  const f = await refused(promise);
+  assert.equal(f.status, 401);
+  assert.equal(f.body.errorCode, errorCode);
+  assert.equal(f.err.constructor.name, 'UnauthorizedError');
 }
 
 mainTest('individual symmetric key: primary key, then secondary key on the same identity', async () => {
@@ -82,9 +120,7 @@ mainTest('enrollment group: keys derived from the group keys register; the group
       auth: sas(deriveKey(g.primaryKey, id), deriveKey(g.secondaryKey, id)),
     });
   }
-  const f = await refused(register(groupKeyDev, { symmetricKey: g.primaryKey }));
-  assert.equal(f.status, 401);
-  assert.equal(f.body.errorCode, 401000);
+  await unauthorized(register(groupKeyDev, { symmetricKey: g.primaryKey }), 401000);
   await call('expect', { regId: groupKeyDev, hub: '', noRecord: true });
 });
 
@@ -118,12 +154,9 @@ for (const [what, key] of [['a signing certificate', 'x509Signed'], ['a verified
   });
 }
 
-mainTest('X.509 certificate of an unknown CA is refused with 401002', async () => {
+mainTest('X.509 certificate of an unknown CA is refused (401002; MQTT: CONNACK 5)', async () => {
   const d = cfg.x509Untrusted;
-  const f = await refused(register(d.regId, x509(d)));
-  assert.equal(f.status, 401);
-  assert.equal(f.body.errorCode, 401002);
-  assert.equal(f.err.constructor.name, 'UnauthorizedError');
+  await unauthorized(register(d.regId, x509(d)), 401002);
   await call('expect', { regId: d.regId, hub: '', noRecord: true });
 });
 
@@ -152,18 +185,20 @@ mainTest('disabled individual enrollment and disabled group: status disabled, no
   }
 });
 
-mainTest('wrong key: 401 with errorCode 401000', async () => {
+mainTest('wrong key: 401 with errorCode 401000 (MQTT: CONNACK 5)', async () => {
   const d = cfg.wrongKey;
-  const f = await refused(register(d.regId, sym(d)));
-  assert.equal(f.status, 401);
-  assert.equal(f.body.errorCode, 401000);
-  assert.equal(f.err.constructor.name, 'UnauthorizedError');
+  await unauthorized(register(d.regId, sym(d)), 401000);
   await call('expect', { regId: d.regId, hub: '', noRecord: true });
 });
 
-mainTest('unknown ID scope: 404', async () => {
+mainTest('unknown ID scope: 404 (MQTT: CONNACK 5)', async () => {
   const d = cfg.individual;
-  const f = await refused(register(d.regId, sym(d), { idScope: '0ne0000FFFF' }));
+  const p = register(d.regId, sym(d), { idScope: '0ne0000FFFF' });
+  if (overMQTT) {
+    await connectionRefused(p);
+    return;
+  }
+  const f = await refused(p);
   assert.equal(f.status, 404);
   assert.equal(f.body.errorCode, 404204);
 });
@@ -259,6 +294,9 @@ mainTest('slow path: a webhook slower than the fast-path budget makes the SDK po
   await call('expect', { regId: id, hub: hub2, record: assigned('initialAssignment'), tags: { allocatedBy: 'webhook' } });
 });
 
+// The one-round-trip fast path: over MQTT the register response is
+// res/200 with status "assigned", and the Node transport resolves without
+// polling (docs/mqtt.md).
 mainTest('fast path: registrations are answered "assigned" in one round trip', async () => {
   for (const d of cfg.fastPath) {
     const r = await register(d.regId, sym(d));
@@ -268,7 +306,7 @@ mainTest('fast path: registrations are answered "assigned" in one round trip', a
   }
 });
 
-mainTest('a dead hub is skipped: every device lands on the live hub', async () => {
+httpTest('a dead hub is skipped: every device lands on the live hub', async () => {
   const g = cfg.deadHub;
   await call('setHubDown', { hub: hub1, down: true });
   try {
@@ -283,12 +321,46 @@ mainTest('a dead hub is skipped: every device lands on the live hub', async () =
   }
 });
 
-throttleTest('throttling: 429 ThrottlingError with an integer Retry-After', async () => {
+// useUpRegistrations registers over HTTPS until the instance's
+// registration limit refuses (the Go side sets a small one) and returns
+// that refusal.
+async function useUpRegistrations(d) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await registerHTTP(d.regId, sym(d));
+    } catch (err) {
+      if (!err.response || err.response.statusCode !== 429) throw err;
+      return refused(Promise.reject(err));
+    }
+  }
+  assert.fail('100 registrations and no 429');
+}
+
+throttleTest('throttling: 429 with an integer Retry-After (HTTPS: ThrottlingError; MQTT: retried)', async () => {
   const d = cfg.throttle;
-  await register(d.regId, sym(d)); // the one registration the limit allows
-  const f = await refused(register(d.regId, sym(d)));
-  assert.equal(f.status, 429);
-  assert.equal(f.err.constructor.name, 'ThrottlingError');
-  assert.match(String(f.err.response.headers['retry-after']), /^[1-9]\d*$/);
-  assert.equal(Math.floor(f.body.errorCode / 1000), 429);
+  if (!overMQTT) {
+    const f = await useUpRegistrations(d);
+    assert.equal(f.status, 429);
+    assert.equal(f.err.constructor.name, 'ThrottlingError');
+    assert.match(String(f.err.response.headers['retry-after']), /^[1-9]\d*$/);
+    assert.equal(Math.floor(f.body.errorCode / 1000), 429);
+    return;
+  }
+  // MQTT: res/429/?$rid=..&retry-after=N; the SDK waits N s and registers
+  // again. A token may come back between the last HTTPS refusal and the
+  // MQTT register (one every few seconds): then try again.
+  for (let attempt = 1; ; attempt++) {
+    await useUpRegistrations(d);
+    const start = Date.now();
+    const r = await register(d.regId, sym(d));
+    assertAssigned(r.state, { regId: d.regId });
+    const throttled = r.requests.responses.filter((x) => x.status === 429);
+    if (throttled.length === 0 && attempt < 3) continue;
+    assert.ok(throttled.length >= 1, `responses: ${JSON.stringify(r.requests.responses)}`);
+    for (const x of throttled) assert.match(String(x.retryAfter), /^[1-9]\d*$/, 'retry-after is an integer');
+    assert.equal(r.requests.register, throttled.length + 1, 'one register publish per 429, then the one answered');
+    const waited = throttled.reduce((sum, x) => sum + Number(x.retryAfter) * 1000, 0);
+    assert.ok(Date.now() - start >= waited - 50, `resolved after ${Date.now() - start} ms, retry-after asked ${waited} ms`);
+    return;
+  }
 });

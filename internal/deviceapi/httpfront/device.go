@@ -1,20 +1,16 @@
 package httpfront
 
 import (
-	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/opendps/opendps/internal/apierr"
+	"github.com/opendps/opendps/internal/deviceapi/devreq"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/model"
 )
-
-// errNoStatus is an engine answer without a status (rendered as 500).
-var errNoStatus = errors.New("httpfront: engine returned no status")
 
 // register serves PUT .../register: always 202 on success (§2.4).
 func (h *handler) register(w http.ResponseWriter, r *http.Request, rt route) error {
@@ -71,10 +67,10 @@ func (h *handler) registrationStatus(w http.ResponseWriter, r *http.Request, rt 
 		return err
 	}
 	if res == nil {
-		return errNoStatus
+		return devreq.ErrNoStatus
 	}
 	out := *res
-	out.Status = h.deviceStatus(out.Status, rt)
+	out.Status = devreq.DeviceStatus(out.Status, rt.regID, h.log)
 	return apierr.JSON(w, http.StatusOK, &out)
 }
 
@@ -89,9 +85,8 @@ func (h *handler) decodeBody(r *http.Request, pathID string) (*model.DeviceRegis
 	if err := apierr.DecodeJSON(r, h.maxBody, &reg, false); err != nil {
 		return nil, err
 	}
-	if reg != nil && reg.RegistrationID != "" && !strings.EqualFold(reg.RegistrationID, pathID) {
-		return nil, apierr.New(apierr.CodeBadArgument,
-			"Body registrationId %q does not match the registration id %q of the path.", clip(reg.RegistrationID), pathID)
+	if err := devreq.CheckBodyRegistrationID(reg, pathID); err != nil {
+		return nil, err
 	}
 	return reg, nil
 }
@@ -114,53 +109,9 @@ func (h *handler) request(r *http.Request, rt route, body *model.DeviceRegistrat
 	return req
 }
 
-// normalize checks an engine answer against the device-API rules of §2.4
-// and returns a copy fit to send plus its Retry-After (0: none). The
-// engine's value is never modified.
+// normalize is devreq.Normalize (§2.4) for the route's registration id.
 func (h *handler) normalize(res *engine.Result, rt route) (*model.RegistrationOperationStatus, int, error) {
-	if res == nil || res.Status == nil {
-		return nil, 0, errNoStatus
-	}
-	st := *res.Status
-	switch st.Status {
-	case model.OpStatusAssigning, model.OpStatusAssigned, model.OpStatusFailed, model.OpStatusDisabled:
-	case statusUnassigned:
-		st.Status = h.deviceStatus(st.Status, rt)
-	default:
-		return nil, 0, apierr.Wrap(errors.New("httpfront: engine returned status "+strconv.Quote(st.Status)),
-			apierr.CodeInternal, "Internal error.")
-	}
-	if rs := st.RegistrationState; rs != nil {
-		c := *rs
-		c.Status = h.deviceStatus(c.Status, rt)
-		st.RegistrationState = &c
-	}
-	retry := max(res.RetryAfter, 0)
-	if st.Status != model.OpStatusAssigning {
-		return &st, retry, nil
-	}
-	if retry == 0 {
-		retry = DefaultRetryAfter
-	}
-	if st.RegistrationState == nil {
-		st.RegistrationState = &model.DeviceRegistrationResult{RegistrationID: rt.regID, Status: model.OpStatusAssigning}
-	}
-	if st.OperationID == "" {
-		h.log.Error("engine answered assigning without an operation id", "registration_id", rt.regID)
-	}
-	return &st, retry, nil
-}
-
-// deviceStatus maps "unassigned", which must never reach a device
-// (§2.4: the C SDK reads it as a TPM challenge, C# polls forever), to
-// "assigning", logging the engine bug.
-func (h *handler) deviceStatus(s string, rt route) string {
-	if s != statusUnassigned {
-		return s
-	}
-	h.log.Error("engine returned status unassigned on the device API; sending assigning",
-		"registration_id", rt.regID, "route", rt.kind.String())
-	return model.OpStatusAssigning
+	return devreq.Normalize(res, rt.regID, h.log)
 }
 
 func setRetryAfter(w http.ResponseWriter, seconds int) {

@@ -16,6 +16,8 @@ import (
 // slowEngine answers every registration with "assigning".
 type slowEngine struct{}
 
+func (slowEngine) Authenticate(context.Context, *engine.Request) error { return nil }
+
 func (slowEngine) Register(_ context.Context, req *engine.Request) (*engine.Result, error) {
 	return &engine.Result{RetryAfter: 3, Status: &model.RegistrationOperationStatus{
 		OperationID: "5.abc.1234", Status: model.OpStatusAssigning}}, nil

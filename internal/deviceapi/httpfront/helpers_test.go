@@ -60,6 +60,11 @@ func (f *fakeEngine) record(method string, req *engine.Request, opID string) (*e
 	return f.result, f.err
 }
 
+func (f *fakeEngine) Authenticate(_ context.Context, req *engine.Request) error {
+	_, err := f.record("Authenticate", req, "")
+	return err
+}
+
 func (f *fakeEngine) Register(_ context.Context, req *engine.Request) (*engine.Result, error) {
 	return f.record("Register", req, "")
 }

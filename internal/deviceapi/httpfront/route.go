@@ -107,12 +107,3 @@ func shape(segs []string) routeKind {
 func noRoute(method, path string) error {
 	return apierr.New(apierr.CodeNotFound, "No device API route for %s %q.", clip(method), clip(path))
 }
-
-// clip bounds client-supplied text echoed in error messages.
-func clip(s string) string {
-	const max = 200
-	if len(s) > max {
-		return s[:max] + "..."
-	}
-	return s
-}

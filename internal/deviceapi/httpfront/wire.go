@@ -1,5 +1,7 @@
 package httpfront
 
+import "github.com/opendps/opendps/internal/deviceapi/devreq"
+
 // Wire values of the DPS device API over HTTPS. References:
 //   - spec/dps-protocol.md §1.2: ID scope and registration id formats;
 //   - §1.3: api-version;
@@ -19,11 +21,10 @@ const (
 	segOperations    = "operations"
 )
 
-// Query parameters (§1.3, §2.1). The other one devices send,
-// forceRegistration=true, is accepted and ignored: every register call
-// re-evaluates the registration (§2.1) and engine.Request has no field
-// for it.
-const queryAPIVersion = "api-version"
+// Query parameters (§1.3, §2.1): api-version (checked by devreq). The
+// other one devices send, forceRegistration=true, is accepted and
+// ignored: every register call re-evaluates the registration (§2.1) and
+// engine.Request has no field for it.
 
 // Headers (§2.2, §2.4).
 const (
@@ -35,10 +36,6 @@ const (
 	headerAllow           = "Allow"
 )
 
-// Status strings (§2.4). model.OpStatus* holds the four the device API
-// sends; statusUnassigned must never reach a device.
-const statusUnassigned = "unassigned"
-
 // Transport and scheme names.
 const (
 	transportHTTPS = "https" // engine.Request.Transport
@@ -49,14 +46,8 @@ const (
 const (
 	// DefaultMaxBody is the request body limit when Config.MaxBody is 0:
 	// 96 KB, the DPS message limit.
-	DefaultMaxBody = 96 << 10
+	DefaultMaxBody = devreq.DefaultMaxBody
 	// DefaultRetryAfter is the Retry-After (seconds) sent with an
 	// "assigning" answer when the engine gave none (§2.4: send 2 or 3).
-	DefaultRetryAfter = 2
-
-	scopePrefix          = "0ne" // compared case-insensitively
-	maxScopeHexDigits    = 32    // real scopes have 8; lenient but bounded
-	maxRegistrationIDLen = 128
-	maxOperationIDLen    = 256
-	maxAPIVersionLen     = 64
+	DefaultRetryAfter = devreq.DefaultRetryAfter
 )

@@ -10,6 +10,11 @@
 //    127.0.0.1, for HTTPS and for direct tls.connect callers (mqtt.js), so
 //    no resolver configuration is needed. SNI stays the name without port,
 //    so the server can pick the certificate for that name.
+// 3. When OPENDPS_WSS_PORT is set, a TLS connection to port 443 of such a
+//    name goes to that port instead (SNI unchanged): the MqttWs transport
+//    hard-codes wss://{host}:443/$iothub/websocket (spec/dps-protocol.md
+//    §11.2), and opendps serves MQTT over WebSocket on its HTTPS device
+//    listener, which a test runs on a free port.
 //
 // TLS trust comes from NODE_EXTRA_CA_CERTS (the deployment's CA PEM); this
 // shim never disables certificate verification.
@@ -20,6 +25,7 @@ const net = require('node:net');
 const tls = require('node:tls');
 
 const LOOPBACK = '127.0.0.1';
+const WSS_PORT = Number(process.env.OPENDPS_WSS_PORT) || undefined;
 
 function isLocalName(host) {
   const h = String(host).toLowerCase().replace(/\.$/, '');
@@ -51,7 +57,12 @@ function localize(options) {
   if (!out.servername || out.servername === given || String(out.servername).includes(':')) {
     if (!net.isIP(hp.host)) out.servername = hp.host;
   }
-  out.host = isLocalName(hp.host) ? LOOPBACK : hp.host;
+  if (isLocalName(hp.host)) {
+    out.host = LOOPBACK;
+    if (WSS_PORT && Number(out.port) === 443) out.port = WSS_PORT;
+  } else {
+    out.host = hp.host;
+  }
   delete out.hostname;
   return out;
 }
@@ -70,6 +81,7 @@ tls.connect = function connect(...args) {
   } else if (typeof args[1] === 'string' && isLocalName(args[1])) {
     const host = args[1];
     args[1] = LOOPBACK;
+    if (WSS_PORT && Number(args[0]) === 443) args[0] = WSS_PORT;
     if (args[2] !== null && typeof args[2] === 'object') {
       args[2] = Object.assign({ servername: host }, args[2]);
     } else {
