@@ -31,10 +31,11 @@ type deployment struct {
 	svc  *dpsclient.Service
 }
 
-// startDeployment starts a dev deployment in dir, logging errors only.
+// startDeployment starts a dev deployment of one node in dir, logging
+// errors only. Tests of zones (zones_test.go) start three.
 func startDeployment(t *testing.T, dir string) *deployment {
 	t.Helper()
-	return startDeploymentWith(t, devenv.Options{DataDir: dir, LogLevel: "error"})
+	return startDeploymentWith(t, devenv.Options{DataDir: dir, LogLevel: "error", Zones: 1})
 }
 
 // TestCoreServiceAPIWithNodeSDK starts a dev deployment and drives its

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -73,11 +74,11 @@ func printMembers(w io.Writer, ms []dpsclient.RegionMember) {
 		}
 		health := "healthy"
 		if !m.Healthy {
-			health = "unhealthy: " + m.Error
+			health = cmp.Or(m.Error, "unhealthy")
 		}
-		node := "down"
+		node := "not registered" // its lease expired: dead or cut off for LeaseTTL
 		if m.Node != nil {
-			node = "up, device " + m.Node.Endpoints.Device
+			node = "registered, device " + m.Node.Endpoints.Device
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.DisplayName(), m.ID, orDash(m.Zone), role, health, m.RaftIndex, node)
 	}

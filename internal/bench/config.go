@@ -73,6 +73,16 @@ type Config struct {
 	// RetryThrottled waits out 429 answers (bounded) instead of counting
 	// them as errors at once.
 	RetryThrottled bool
+	// NodeRetries bounds how often a registration that met a dead, cut-off
+	// or not ready node (a transport error, a request timeout, or 503) is
+	// tried again on the next node, as a load balancer would (0:
+	// DefaultNodeRetries; negative: never). Registering again is safe: a
+	// registration is idempotent.
+	NodeRetries int
+	// AttemptTimeout bounds each request to one node, so that a frozen
+	// node costs a retry on the next one rather than the whole
+	// RegistrationTimeout (0: DefaultAttemptTimeout).
+	AttemptTimeout time.Duration
 	// Cleanup deletes what setup created, and the registration records of
 	// the devices, after the run.
 	Cleanup bool
@@ -96,9 +106,17 @@ func DefaultConfig() Config {
 		RawValueBytes:       700,
 		SetupTimeout:        2 * time.Minute,
 		RegistrationTimeout: 30 * time.Second,
+		NodeRetries:         DefaultNodeRetries,
+		AttemptTimeout:      DefaultAttemptTimeout,
 		Cleanup:             true,
 	}
 }
+
+// Defaults of the node failover of a registration.
+const (
+	DefaultNodeRetries    = 5
+	DefaultAttemptTimeout = 10 * time.Second
+)
 
 // Bounds that keep a run from being a denial of service by typo.
 const (
@@ -118,6 +136,8 @@ func (c *Config) setDefaults() {
 	setIf(&c.RawValueBytes, d.RawValueBytes)
 	setIf(&c.SetupTimeout, d.SetupTimeout)
 	setIf(&c.RegistrationTimeout, d.RegistrationTimeout)
+	setIf(&c.NodeRetries, d.NodeRetries)
+	setIf(&c.AttemptTimeout, d.AttemptTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -38,9 +39,10 @@ type load struct {
 	attempts    int64
 	firsts      int64
 	repeats     int64
-	roundTrips  int64 // of successful registrations
-	polls       int64 // of successful registrations
-	retries     int64 // throttle retries, all registrations
+	roundTrips  int64  // of successful registrations
+	polls       int64  // of successful registrations
+	retries     int64  // throttle retries, all registrations
+	nodeRetries Errors // registrations tried again on the next node, by what the node left answered
 	lastFirst   time.Time
 	firstRepeat time.Time // start of the earliest successful repeat
 	start, end  time.Time
@@ -129,13 +131,15 @@ func (l *load) pace(issue context.Context, ch chan<- ticket) {
 	}
 }
 
-// one makes the registration of ticket t and records it.
+// one makes the registration of ticket t and records it. A registration
+// that meets a node that is dead, cut off or not ready is tried again on
+// the next node (NodeRetries), as a load balancer would.
 func (l *load) one(ctx context.Context, t ticket) {
 	i := int(t.n % uint64(len(l.f.ids)))
-	ep := l.endpoints[int(l.rr.Add(1)-1)%len(l.endpoints)]
+	first := int(l.rr.Add(1) - 1)
 	opts := dpsclient.DeviceOptions{Protocol: l.cfg.Protocol,
-		Endpoint: ep, IDScope: l.cfg.Conn.IDScope, RegistrationID: l.f.ids[i], SymmetricKey: l.f.keys[i],
-		RetryThrottled: l.cfg.RetryThrottled, RequestTimeout: l.cfg.RegistrationTimeout,
+		IDScope: l.cfg.Conn.IDScope, RegistrationID: l.f.ids[i], SymmetricKey: l.f.keys[i],
+		RetryThrottled: l.cfg.RetryThrottled, RequestTimeout: min(l.cfg.AttemptTimeout, l.cfg.RegistrationTimeout),
 	}
 	if l.cfg.Protocol == ProtocolMQTT { // a connection of its own: TLS handshake, CONNECT, SUBSCRIBE
 		opts.TLSConfig = l.tc
@@ -146,8 +150,44 @@ func (l *load) one(ctx context.Context, t ticket) {
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.RegistrationTimeout)
 	defer cancel()
 	started := time.Now()
-	res, err := dpsclient.Register(rctx, opts)
-	l.record(i, ep, res, err, t.due, started)
+	for try := 0; ; try++ {
+		opts.Endpoint = l.endpoints[(first+try)%len(l.endpoints)]
+		res, err := dpsclient.Register(rctx, opts)
+		if err == nil || try >= l.cfg.NodeRetries || rctx.Err() != nil || !nodeFailure(err) {
+			l.record(i, opts.Endpoint, res, err, t.due, started)
+			return
+		}
+		l.mu.Lock()
+		l.nodeRetries.Add(err)
+		l.mu.Unlock()
+		// Every node may be briefly unready (a leader election): back off.
+		select {
+		case <-rctx.Done():
+		case <-time.After(min(nodeRetryBackoff<<try, time.Second)):
+		}
+	}
+}
+
+// nodeRetryBackoff is the wait before the first retry on the next node;
+// it doubles with every retry, up to a second.
+const nodeRetryBackoff = 50 * time.Millisecond
+
+// nodeFailure reports whether err says that the node, not the request,
+// failed: a transport error or timeout, or 503 (not ready, no quorum).
+func nodeFailure(err error) bool {
+	var de *dpsclient.DeviceError
+	if errors.As(err, &de) {
+		return de.StatusCode == http.StatusServiceUnavailable
+	}
+	var re *dpsclient.RegistrationError
+	if errors.As(err, &re) {
+		return false
+	}
+	switch Classify(err) {
+	case KindRefused, KindReset, KindNetTimeout, KindTransportOther, KindTimeout:
+		return true
+	}
+	return false
 }
 
 func (l *load) record(i int, ep string, res *dpsclient.RegistrationResult, err error, due, started time.Time) {

@@ -47,6 +47,11 @@ type Report struct {
 	RoundTripsPerRegistration float64 `json:"roundTripsPerRegistration"` // 1.0 on the fast path
 	PollsPerRegistration      float64 `json:"pollsPerRegistration"`
 	ThrottleRetries           int64   `json:"throttleRetries"`
+	// NodeRetries counts registrations tried again on the next node, by
+	// what the node they left answered (a transport error kind, or
+	// http_503_...); NodeRetrySamples has one message per kind.
+	NodeRetries      map[string]int64  `json:"nodeRetries"`
+	NodeRetrySamples map[string]string `json:"nodeRetrySamples,omitempty"`
 
 	Errors       map[string]int64  `json:"errors"`
 	ErrorSamples map[string]string `json:"errorSamples,omitempty"`
@@ -68,7 +73,7 @@ func newReport(cfg *Config) *Report {
 	}
 	return &Report{RunID: cfg.RunID, Protocol: cfg.Protocol, ConnectionMode: mode, Enrollment: cfg.Enrollment,
 		Devices: cfg.Devices, Concurrency: min(cfg.Concurrency, cfg.Devices), Rounds: cfg.Rounds,
-		TargetRate: cfg.Rate, Endpoints: cfg.endpoints(), Errors: map[string]int64{}}
+		TargetRate: cfg.Rate, Endpoints: cfg.endpoints(), Errors: map[string]int64{}, NodeRetries: map[string]int64{}}
 }
 
 // fill copies the load phase's counters into r.
@@ -95,6 +100,9 @@ func (l *load) fill(r *Report) {
 		r.PollsPerRegistration = round3(float64(l.polls) / float64(r.Assigned))
 	}
 	r.ThrottleRetries = l.retries
+	if l.nodeRetries.Counts != nil {
+		r.NodeRetries, r.NodeRetrySamples = l.nodeRetries.Counts, l.nodeRetries.Samples
+	}
 	if l.errs.Counts != nil {
 		r.Errors, r.ErrorSamples = l.errs.Counts, l.errs.Samples
 	}
@@ -144,6 +152,9 @@ func (r *Report) WriteText(w io.Writer) {
 	p("round trips/registration", "%.3f (polls %.3f, throttle retries %d)", r.RoundTripsPerRegistration, r.PollsPerRegistration, r.ThrottleRetries)
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		p("error "+k, "%d (e.g. %s)", r.Errors[k], r.ErrorSamples[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.NodeRetries)) {
+		p("next node after "+k, "%d (e.g. %s)", r.NodeRetries[k], r.NodeRetrySamples[k])
 	}
 	switch {
 	case r.Raw != nil:

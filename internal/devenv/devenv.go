@@ -135,10 +135,10 @@ func Start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	}
 	d = &Deployment{opts: opts, ConnectionPath: filepath.Join(opts.DataDir, ConnectionFile),
 		errc: make(chan error, 16), done: make(chan struct{})}
+	partial := d // "return nil, err" clears d before deferred calls run
 	defer func() {
 		if err != nil {
-			d.Close()
-			d = nil
+			partial.Close()
 		}
 	}()
 	p, err := loadPorts(opts.DataDir, opts.Zones)
@@ -289,8 +289,15 @@ func (d *Deployment) Close() {
 		}
 		wg.Go(func() { n.Close() })
 	}
+	leaderProc := d.leaderProcess()
 	for _, p := range d.Procs {
-		wg.Go(p.Stop)
+		if p != leaderProc {
+			wg.Go(p.Stop)
+		}
+	}
+	if leaderProc != nil {
+		wg.Wait() // a child's member stops with its process
+		leaderProc.Stop()
 	}
 	if leader != nil {
 		for _, c := range stopped {

@@ -150,8 +150,41 @@ func waitReady(ctx context.Context, hc *http.Client, url string, p *Process) err
 	}
 }
 
-// control is a control API client of node1.
-func (d *Deployment) control() (*dpsclient.Control, func(), error) {
+// leaderProcess returns the child whose member leads, as a running node
+// says; nil when none is known.
+func (d *Deployment) leaderProcess() *Process {
+	if len(d.Procs) < 2 {
+		return nil
+	}
+	for i, p := range d.Procs {
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		ctl, done, err := d.control(i)
+		if err != nil {
+			return nil
+		}
+		defer done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := ctl.RegionStatus(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, q := range d.Procs {
+			if q.Name == st.Leader {
+				return q
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// control is a control API client of node i (0: node1).
+func (d *Deployment) control(i int) (*dpsclient.Control, func(), error) {
 	hc, err := dpsclient.HTTPClient(filepath.Join(d.opts.DataDir, "tls", pki.CAFile))
 	if err != nil {
 		return nil, nil, err
@@ -160,13 +193,13 @@ func (d *Deployment) control() (*dpsclient.Control, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return dpsclient.NewControl("https://localhost:"+port(d.configs[0].ControlAddr), token, hc), hc.CloseIdleConnections, nil
+	return dpsclient.NewControl("https://localhost:"+port(d.configs[i].ControlAddr), token, hc), hc.CloseIdleConnections, nil
 }
 
 // ensureDefaultInstanceRemote is ensureDefaultInstance through node1's
 // control API.
 func (d *Deployment) ensureDefaultInstanceRemote(ctx context.Context) error {
-	ctl, done, err := d.control()
+	ctl, done, err := d.control(0)
 	if err != nil {
 		return err
 	}
@@ -191,7 +224,7 @@ func (d *Deployment) ensureDefaultInstanceRemote(ctx context.Context) error {
 // defaultInstanceKeysRemote is defaultInstanceKeys through node1's control
 // API.
 func (d *Deployment) defaultInstanceKeysRemote(ctx context.Context) (string, *model.AccessPolicy, error) {
-	ctl, done, err := d.control()
+	ctl, done, err := d.control(0)
 	if err != nil {
 		return "", nil, err
 	}

@@ -118,7 +118,7 @@ func New(cfg Config) (*Engine, error) {
 	e.attestor = &attest.Attestor{Cache: attest.NewKeyCache(100000)}
 	e.alloc = &allocate.Allocator{Health: e.hubs,
 		Webhook: &allocate.Webhook{Timeout: cfg.WebhookTimeout, TLSConfig: cfg.HubTLS}}
-	e.leases = &markerLeases{cli: cfg.Store.Client(), ttl: 10 * time.Minute, rotate: time.Minute}
+	e.leases = &markerLeases{st: cfg.Store, ttl: 10 * time.Minute, rotate: time.Minute}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go func() {

@@ -34,7 +34,7 @@ func newOperationID() string {
 // new lease every rotate, each living ttl, so markers disappear on their
 // own without a janitor.
 type markerLeases struct {
-	cli    *clientv3.Client
+	st     *store.Store
 	ttl    time.Duration
 	rotate time.Duration
 
@@ -49,11 +49,11 @@ func (m *markerLeases) lease(ctx context.Context) (clientv3.LeaseID, error) {
 	if m.id != 0 && time.Since(m.granted) < m.rotate {
 		return m.id, nil
 	}
-	resp, err := m.cli.Grant(ctx, int64(m.ttl/time.Second))
+	id, err := m.st.Grant(ctx, m.ttl) // bounded attempts: a grant on a dead leader fails over
 	if err != nil {
 		return 0, err
 	}
-	m.id, m.granted = resp.ID, time.Now()
+	m.id, m.granted = id, time.Now()
 	return m.id, nil
 }
 
@@ -66,8 +66,8 @@ func (e *Engine) putMarker(ctx context.Context, instance, opID string, m opMarke
 		return err
 	}
 	b, _ := json.Marshal(m)
-	_, err = e.store.Client().Put(ctx, store.Key(instance, store.KindOperation, opID), string(b), clientv3.WithLease(lease))
-	return err
+	// Bounded attempts, retried: a put on a dead leader fails over (store/retry.go).
+	return e.store.Put(ctx, store.Key(instance, store.KindOperation, opID), string(b), clientv3.WithLease(lease))
 }
 
 // getMarker returns the marker of opID, or nil.

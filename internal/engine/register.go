@@ -67,6 +67,11 @@ func (e *Engine) slow(ctx context.Context, j *job) (*Result, error) {
 		}
 		return nil, unavailable(err)
 	}
+	select {
+	case <-j.done: // finished while the marker was written (slow during a leader election): answer at once
+		return j.result(), nil
+	default:
+	}
 	return e.assigning(j.opID, j.req.RegistrationID), nil
 }
 

@@ -109,6 +109,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.serve(lns, getCert, handlers)
 	n.region.Start()
+	n.watchMember()
 	close(n.readyc)
 	n.log.Info("node ready", "device", n.addrs[ListenerDevice], "service", n.addrs[ListenerService],
 		"control", n.addrs[ListenerControl], "console", n.addrs[ListenerConsole], "mqtt", n.addrs[ListenerMQTT])

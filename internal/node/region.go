@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -72,6 +73,26 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// watchMember reports on Err an embedded member that stops while the node
+// runs (removed from the region with `region member remove`, or failed):
+// the node can no longer serve, and `opendps serve` exits.
+func (n *Node) watchMember() {
+	stopped := n.store.MemberStopped()
+	if stopped == nil {
+		return
+	}
+	go func() {
+		<-stopped
+		if n.store.Closed() {
+			return
+		}
+		select {
+		case n.errc <- errors.New("node: the embedded etcd member stopped (removed from the region, or failed)"):
+		default:
+		}
+	}()
 }
 
 // mountRegion serves the region API (internal/regionapi), operator token

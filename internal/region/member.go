@@ -68,6 +68,7 @@ func (r *Region) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 			parts = append(parts, name+"="+u)
 		}
 	}
+	slices.Sort(parts)
 	res := &AddResult{InitialCluster: strings.Join(parts, ","),
 		Member: Member{ID: id, Name: req.Name, Zone: req.Zone, PeerURLs: resp.Member.PeerURLs, IsLearner: req.Learner}}
 	res.Flags = []string{"--name", req.Name, "--region", r.region.Name}

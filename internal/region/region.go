@@ -100,16 +100,15 @@ type Config struct {
 
 // Region is the view of this node's region.
 type Region struct {
-	cfg     Config
-	st      *store.Store
-	cli     *clientv3.Client
-	log     *slog.Logger
-	self    Node
-	region  regions.Region
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started bool
+	cfg    Config
+	st     *store.Store
+	cli    *clientv3.Client
+	log    *slog.Logger
+	self   Node
+	region regions.Region
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex // guards the fields below
 	lease   clientv3.LeaseID
@@ -163,14 +162,20 @@ func (r *Region) Name() string { return r.region.Name }
 func (r *Region) Self() Node { return r.self }
 
 // Start registers this node (a lease kept alive in the background) and
-// starts refreshing the cached zone redundancy. Call it once.
+// starts refreshing the cached zone redundancy. The first registration is
+// made before Start returns, unless it fails (then it is retried in the
+// background). Call it once.
 func (r *Region) Start() {
-	r.started = true
+	ch, err := r.register(r.ctx)
+	if err != nil {
+		r.log.Warn("node registration failed; retrying", "err", err)
+		ch = nil
+	}
 	r.refreshZones(r.ctx)
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
-		r.keepRegistered()
+		r.keepRegistered(ch)
 	}()
 	go func() {
 		defer r.wg.Done()

@@ -14,14 +14,19 @@ const registerRetry = time.Second
 
 // keepRegistered keeps this node's registry entry alive until Close:
 // grant a lease, write the entry under it (and the member record), keep
-// the lease alive; when the lease is lost, start over.
-func (r *Region) keepRegistered() {
+// the lease alive; when the lease is lost, start over. ch is the
+// keep-alive channel of a registration made already, or nil.
+func (r *Region) keepRegistered(ch <-chan *clientv3.LeaseKeepAliveResponse) {
 	defer r.revoke()
 	for {
-		ch, err := r.register(r.ctx)
+		var err error
+		if ch == nil {
+			ch, err = r.register(r.ctx)
+		}
 		if err == nil {
 			for range ch { // keep-alive answers, until the lease is lost
 			}
+			ch = nil
 		} else if r.ctx.Err() == nil {
 			r.log.Debug("node registration failed", "err", err)
 		}

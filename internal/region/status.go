@@ -176,11 +176,36 @@ func (r *Region) readPrefix(ctx context.Context, prefix string, f func([]byte) e
 }
 
 // memberStatus asks every started member for its Status, in parallel, each
-// bounded by statusTimeout.
+// bounded by statusTimeout. The local member answers through the
+// in-process client; the others through a client of their client URLs.
 func (r *Region) memberStatus(ctx context.Context, members []member) {
 	var local uint64
 	if e := r.st.Etcd(); e != nil {
 		local = uint64(e.Server.MemberID())
+	}
+	peers, err := r.statusClient(members, local)
+	var wg sync.WaitGroup
+	for i := range members {
+		m := &members[i]
+		switch {
+		case !m.Started || len(m.ClientURLs) == 0 && m.id != local:
+			m.Error = "not started: waiting for its node to join"
+		case m.id == local:
+			wg.Go(func() { m.ask(ctx, r.cli, "local") })
+		case err != nil:
+			m.Error = "unreachable: " + err.Error()
+		default:
+			wg.Go(func() { m.ask(ctx, peers, m.ClientURLs[0]) })
+		}
+	}
+	wg.Wait()
+}
+
+// statusClient returns the client that reaches the members other than the
+// local one: an external cluster's own client reaches every endpoint.
+func (r *Region) statusClient(members []member, local uint64) (*clientv3.Client, error) {
+	if local == 0 {
+		return r.cli, nil
 	}
 	var remote []string
 	for _, m := range members {
@@ -188,56 +213,32 @@ func (r *Region) memberStatus(ctx context.Context, members []member) {
 			remote = append(remote, m.ClientURLs[0])
 		}
 	}
-	peers := r.cli // an external cluster's client reaches every endpoint
-	if local != 0 && len(remote) > 0 {
-		var err error
-		if peers, err = r.peerClient(remote); err != nil {
-			for i := range members {
-				if members[i].id != local {
-					members[i].Error = err.Error()
-				}
-			}
-			peers = nil
-		}
+	if len(remote) == 0 {
+		return nil, nil
 	}
-	var wg sync.WaitGroup
-	for i := range members {
-		m := &members[i]
-		switch {
-		case !m.Started || len(m.ClientURLs) == 0 && m.id != local:
-			m.Error = "not started: waiting for its node to join"
-			continue
-		case m.id != local && peers == nil:
-			continue
-		}
-		wg.Go(func() {
-			sctx, cancel := context.WithTimeout(ctx, statusTimeout)
-			defer cancel()
-			cli, ep := peers, ""
-			if m.id == local {
-				cli, ep = r.cli, "local" // the in-process client answers for the local member
-			} else {
-				ep = m.ClientURLs[0]
-			}
-			resp, err := cli.Status(sctx, ep)
-			if err != nil {
-				m.Error = err.Error()
-				return
-			}
-			m.Reachable = true
-			m.leader = resp.Leader
-			m.RaftTerm, m.RaftIndex, m.RaftAppliedIndex = resp.RaftTerm, resp.RaftIndex, resp.RaftAppliedIndex
-			m.DBSize, m.EtcdVersion, m.Alarms = resp.DbSize, resp.Version, resp.Errors
-			m.IsLearner = m.IsLearner || resp.IsLearner
-			switch {
-			case resp.Leader == 0:
-				m.Error = "no leader: cut off from the quorum"
-			case len(resp.Errors) > 0:
-				m.Error = strings.Join(resp.Errors, "; ")
-			default:
-				m.Healthy = true
-			}
-		})
+	return r.peerClient(remote)
+}
+
+// ask fills m from the Status of endpoint ep.
+func (m *member) ask(ctx context.Context, cli *clientv3.Client, ep string) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := cli.Status(ctx, ep)
+	if err != nil {
+		m.Error = "unreachable: " + err.Error()
+		return
 	}
-	wg.Wait()
+	m.Reachable = true
+	m.leader = resp.Leader
+	m.RaftTerm, m.RaftIndex, m.RaftAppliedIndex = resp.RaftTerm, resp.RaftIndex, resp.RaftAppliedIndex
+	m.DBSize, m.EtcdVersion, m.Alarms = resp.DbSize, resp.Version, resp.Errors
+	m.IsLearner = m.IsLearner || resp.IsLearner
+	switch {
+	case resp.Leader == 0:
+		m.Error = "no leader: cut off from the quorum"
+	case len(resp.Errors) > 0:
+		m.Error = strings.Join(resp.Errors, "; ")
+	default:
+		m.Healthy = true
+	}
 }

@@ -15,12 +15,17 @@ import (
 // true again once a linearizable read succeeds, which proves that the
 // member reaches a quorum and has applied everything committed before the
 // read (it caught up). While ready it repeats the read every
-// healthRecheck, so a cut-off external cluster is noticed too.
+// healthRecheck, so a cut-off external cluster is noticed too; a member that
+// knows a leader but whose reads time out is taken as overloaded, not cut
+// off, until healthFailures reads in a row failed.
 const (
 	healthPoll    = 100 * time.Millisecond
 	healthRecheck = time.Second
 	// QuorumCheckTimeout bounds the linearizable read of a health check.
 	QuorumCheckTimeout = time.Second
+	// healthFailures is how many reads in a row must fail before a member
+	// that knows a leader is taken for not ready.
+	healthFailures = 3
 )
 
 // healthKey is read (never written) by health checks.
@@ -31,6 +36,7 @@ type health struct {
 	ready   bool
 	reason  string
 	checked time.Time // last linearizable read, successful or not
+	fails   int       // linearizable reads failed in a row
 
 	started bool // the monitor goroutine runs (set once, before it starts)
 	ctx     context.Context
@@ -95,13 +101,18 @@ func (s *Store) checkHealth() {
 		return
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.checked = time.Now()
-	h.mu.Unlock()
-	if err != nil {
-		h.set(false, err.Error())
+	if err == nil {
+		h.ready, h.reason, h.fails = true, "", 0
 		return
 	}
-	h.set(true, "")
+	// A member that knows a leader but reads slowly is overloaded rather
+	// than cut off (that shows as no leader within an election timeout):
+	// only a run of failures turns it not ready.
+	if h.fails++; !h.ready || h.fails >= healthFailures || s.etcd == nil {
+		h.ready, h.reason = false, err.Error()
+	}
 }
 
 // CheckQuorum makes one linearizable read, without retries: it succeeds

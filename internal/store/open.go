@@ -214,15 +214,16 @@ func startEmbedded(ctx context.Context, cfg Config) (e *embed.Etcd, err error) {
 	ec.QuotaBackendBytes = cfg.QuotaBytes
 	ec.MaxTxnOps = embeddedMaxOps
 	ec.ZapLoggerBuilder = etcdLogger()
-	e, err = embed.StartEtcd(ec)
+	started, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, fmt.Errorf("store: start etcd: %w", err)
 	}
 	defer func() {
-		if err != nil {
-			e.Close()
+		if err != nil { // "return nil, err" has cleared e
+			started.Close()
 		}
 	}()
+	e = started
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 )
 
@@ -168,4 +169,29 @@ func notApplied(err error) bool {
 	}
 	// raft.ErrProposalDropped reaches the client as an unknown gRPC error.
 	return strings.Contains(err.Error(), "raft proposal dropped")
+}
+
+// Put writes value at key outside any instance transaction (for records
+// such as operation markers), in bounded attempts. A put of a fixed value
+// is idempotent, so every transient failure is retried, including one that
+// leaves open whether the put applied.
+func (s *Store) Put(ctx context.Context, key, value string, opts ...clientv3.OpOption) error {
+	return wrapErr(s.read(ctx, func(ctx context.Context) error {
+		_, err := s.cli.Put(ctx, key, value, opts...)
+		return err
+	}))
+}
+
+// Grant grants a lease of ttl (whole seconds) in bounded attempts. A grant
+// that failed in doubt is retried too: a lease nobody uses expires.
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {
+	var id clientv3.LeaseID
+	err := s.read(ctx, func(ctx context.Context) error {
+		resp, err := s.cli.Grant(ctx, int64(ttl/time.Second))
+		if err == nil {
+			id = resp.ID
+		}
+		return err
+	})
+	return id, wrapErr(err)
 }

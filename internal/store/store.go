@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -80,17 +81,18 @@ func KindPrefix(instance, kind string) string { return InstancePrefix(instance) 
 
 // Store is the etcd-backed state of a node.
 type Store struct {
-	cli     *clientv3.Client
-	etcd    *embed.Etcd // nil with an external cluster
+	cli      *clientv3.Client
+	etcd     *embed.Etcd // nil with an external cluster
 	log      *slog.Logger
 	timeout  time.Duration // of one attempt
 	attempts int
 	health   *health
 	region   string
-	hosted  map[string]bool // further regions hosted as primary; "*" = all
+	hosted   map[string]bool // further regions hosted as primary; "*" = all
 
 	committer *committer
 	dirs      sync.Map // instance -> cachedDir
+	closed    atomic.Bool
 }
 
 // hostsPrimary reports whether an instance whose primary is region may be
@@ -105,8 +107,22 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 // Etcd returns the embedded member, or nil with an external cluster.
 func (s *Store) Etcd() *embed.Etcd { return s.etcd }
 
+// MemberStopped is closed when the embedded member stops: by Close, or on
+// its own (removed from the cluster, a fatal error). Nil with an external
+// cluster.
+func (s *Store) MemberStopped() <-chan struct{} {
+	if s.etcd == nil {
+		return nil
+	}
+	return s.etcd.Server.StopNotify()
+}
+
+// Closed reports whether Close was called.
+func (s *Store) Closed() bool { return s.closed.Load() }
+
 // Close stops the client and the embedded member. It is idempotent.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	s.stopMonitor()
 	if s.committer != nil {
 		s.committer.close()
