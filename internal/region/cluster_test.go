@@ -316,10 +316,14 @@ func testMemberAddRemove(t *testing.T, nodes []*node.Node) {
 	if _, err := nodes[0].Region().Add(ctx, region.AddRequest{Name: "n4", PeerURL: "http://" + freeAddr(t)}); !errors.Is(err, region.ErrExists) {
 		t.Errorf("adding n4 twice: %v, want ErrExists", err)
 	}
-	st := status(t, nodes[1])
-	if m := member(st, "n4"); m == nil || m.Started || m.Zone != "1" {
-		t.Errorf("added member before its node started: %+v, want not started, zone 1", m)
-	}
+	var st *region.Status
+	eventually(t, 5*time.Second, "added member seen by another node", func() error { // a serializable view: it may lag
+		st = status(t, nodes[1])
+		if m := member(st, "n4"); m == nil || m.Started || m.Zone != "1" {
+			return fmt.Errorf("n4 before its node started: %+v, want not started, zone 1", m)
+		}
+		return nil
+	})
 	c4.EtcdInitialCluster, c4.EtcdClusterState = res.InitialCluster, "existing"
 	c4.CADir = nodes[0].Config().CADir
 	n4 := startNode(t, c4)
@@ -350,10 +354,17 @@ func testMemberAddRemove(t *testing.T, nodes []*node.Node) {
 	if _, err := nodes[0].Region().Remove(ctx, "n9", false); !errors.Is(err, region.ErrNotFound) {
 		t.Errorf("removing n9: %v, want ErrNotFound", err)
 	}
-	n4.Close()
+	// Removed while it runs, n4's member stops and the node reports it.
 	if _, err := nodes[0].Region().Remove(ctx, "n4", false); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case err := <-n4.Err():
+		t.Logf("n4 after its removal: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Error("n4 did not report that its member stopped")
+	}
+	n4.Close()
 	st = status(t, nodes[2])
 	if len(st.Members) != 3 || !st.ZoneRedundant {
 		t.Errorf("after removing n4: %d members, redundant %t (%s)", len(st.Members), st.ZoneRedundant, st.Reason)
@@ -435,5 +446,3 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Error("a damaged snapshot was restored")
 	}
 }
-
-
