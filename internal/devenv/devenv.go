@@ -24,7 +24,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opendps/opendps/internal/hubsim"
@@ -114,7 +116,34 @@ type nodePorts struct {
 
 // Start starts the deployment and writes connection.json. On error
 // nothing is left running.
-func Start(ctx context.Context, opts Options) (d *Deployment, err error) {
+//
+// Ports are picked free on a deployment's first start and bound a moment
+// later; another process may take one in between. A brand-new deployment
+// that hits that starts over with other ports (at most three times).
+func Start(ctx context.Context, opts Options) (*Deployment, error) {
+	dir, err := filepath.Abs(opts.DataDir)
+	if err != nil || opts.DataDir == "" {
+		return start(ctx, opts)
+	}
+	_, statErr := os.Stat(filepath.Join(dir, portsFile))
+	fresh := errors.Is(statErr, os.ErrNotExist)
+	for attempt := 1; ; attempt++ {
+		d, err := start(ctx, opts)
+		if err == nil || !fresh || attempt == 3 || !addrInUse(err) {
+			return d, err
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("devenv: DataDir is required")
 	}
