@@ -95,7 +95,7 @@ func (w *Webhook) httpClient() *http.Client {
 			return
 		}
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = w.TLSConfig
+		t.TLSClientConfig = w.TLSConfig.Clone() // the transport may add "h2": never to a shared config
 		w.client = &http.Client{
 			Transport:     t,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -122,6 +122,15 @@ func New(connStr string, opts ...Option) (*Client, error) {
 }
 
 func newHTTPClient(cfg *tls.Config) *http.Client {
+	// Our own copy, speaking HTTP/1.1 only: a tls.Config shared with an
+	// HTTP/2 transport gets "h2" added to its NextProtos, and this HTTP/1.1
+	// transport would then negotiate h2 and fail on the server's frames.
+	if cfg != nil {
+		cfg = cfg.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	cfg.NextProtos = []string{"http/1.1"}
 	t := &http.Transport{
 		Proxy:           http.ProxyFromEnvironment,
 		DialContext:     netutil.DialContext,
