@@ -174,6 +174,11 @@ func check(t *testing.T, ctx context.Context, c *cluster.Cluster, w *workload, r
 	finalReads(ops, states, w.h)
 	all := w.h.Ops()
 	res.tally(ops, all)
+	for _, ep := range res.Episodes {
+		t.Logf("seed %d episode %d: %s of %s (%s): write pause %v, %.0f ops/s healthy, %.0f degraded, heal to healthy %v",
+			res.Seed, ep.Index, ep.Fault, c.Name(ep.Node), ep.Role, ep.Pause.Round(time.Millisecond),
+			ep.HealthyRate, ep.DegradedRate, ep.Recovery.Round(time.Millisecond))
+	}
 	lin, err := checkLinearizable(all, artifactsDir, fmt.Sprintf("seed-%d", res.Seed), 30*time.Second)
 	if err != nil {
 		t.Errorf("seed %d: visualization: %v", res.Seed, err)

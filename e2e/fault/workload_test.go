@@ -26,8 +26,8 @@ const (
 	probeInterval   = 200 * time.Millisecond
 	probeTimeout    = 500 * time.Millisecond
 	ejectFor        = time.Second
-	patience        = time.Second // a stream waits this long before its next request
-	outstanding     = 4           // requests a stream may have out at once
+	patience        = 250 * time.Millisecond // a stream waits this long before its next request
+	outstanding     = 4                      // requests a stream may have out at once
 	groupID         = "fault-group"
 )
 
