@@ -15,15 +15,18 @@ func init() { register(benchCmd) }
 
 func benchCmd() *cobra.Command {
 	cfg := bench.DefaultConfig()
+	var retries int
 	cmd := &cobra.Command{
-		Use:   "bench [--devices N] [--concurrency C] [--duration D] [--rate R]",
+		Use:   "bench [--devices N] [--concurrency C] [--duration D] [--rate R] [--retries N] [--request-timeout D]",
 		Short: "Load-test the device API of a deployment and compare with raw etcd writes (docs/performance.md)",
 		Long: `bench creates an enrollment group (or individual enrollments) through the
 service API, registers bench-<runid>-<i> devices over HTTPS from C workers
 spread over every node of the connection file, then runs transactions of the
 same size straight on the deployment's etcd, and reports registrations/s,
 latency, round trips per registration, errors by kind, raw writes/s and the
-ratio of the two. It only talks to the endpoints of the connection file and
+ratio of the two. A registration that meets a dead, cut-off or not ready
+node is tried again on the next node, up to --retries times, each request
+bounded by --request-timeout. It only talks to the endpoints of the connection file and
 stops by itself. Progress goes to stderr, the report to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -35,6 +38,7 @@ stops by itself. Progress goes to stderr, the report to stdout.`,
 			if env.Conn.IDScope == "" {
 				return errors.New("no deployment: start `opendps dev` and pass --connection DIR/connection.json")
 			}
+			cfg.NodeRetries = nodeRetries(retries)
 			cfg.Conn = env.Conn
 			cfg.Conn.ServiceConnectionString = env.ServiceCS
 			if clientFlags.caFile != "" {
@@ -67,5 +71,16 @@ stops by itself. Progress goes to stderr, the report to stdout.`,
 	f.DurationVar(&cfg.SetupTimeout, "setup-timeout", cfg.SetupTimeout, "bound on setup, and on cleanup")
 	f.DurationVar(&cfg.RegistrationTimeout, "registration-timeout", 30*time.Second, "bound on one registration, polls included")
 	f.StringVar(&cfg.RunID, "run-id", "", "name of the run (default: random)")
+	f.IntVar(&retries, "retries", bench.DefaultNodeRetries, "times a registration that met a dead, cut-off or not ready node (transport error, request timeout, 503) is tried again on the next node (0: never)")
+	f.DurationVar(&cfg.AttemptTimeout, "request-timeout", bench.DefaultAttemptTimeout, "bound on each request to one node, so that a frozen node costs a retry on the next one (capped by --registration-timeout)")
 	return cmd
+}
+
+// nodeRetries maps --retries to bench.Config.NodeRetries, whose 0 means
+// the default: on the command line 0 means never.
+func nodeRetries(flag int) int {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }

@@ -123,6 +123,7 @@ const (
 	MaxDevices     = 10_000_000
 	MaxConcurrency = 10_000
 	MaxDuration    = time.Hour
+	MaxNodeRetries = 100
 )
 
 func (c *Config) setDefaults() {
@@ -177,6 +178,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: rate %v is negative", c.Rate)
 	case c.Enrollment != EnrollmentGroup && c.Enrollment != EnrollmentIndividual:
 		return fmt.Errorf("bench: enrollment %q: want %s or %s", c.Enrollment, EnrollmentGroup, EnrollmentIndividual)
+	case c.NodeRetries > MaxNodeRetries:
+		return fmt.Errorf("bench: node retries %d above %d", c.NodeRetries, MaxNodeRetries)
+	case c.AttemptTimeout < 0:
+		return fmt.Errorf("bench: request timeout %v is negative", c.AttemptTimeout)
 	case c.RawValueBytes < 1 || c.RawValueBytes > 1<<20:
 		return fmt.Errorf("bench: raw value size %d out of [1, 1 MiB]", c.RawValueBytes)
 	}

@@ -280,6 +280,8 @@ func TestValidate(t *testing.T) {
 		}},
 		{"negative rate", func(c *Config) { c.Rate = -1 }},
 		{"long duration", func(c *Config) { c.Duration = 2 * MaxDuration }},
+		{"too many node retries", func(c *Config) { c.NodeRetries = MaxNodeRetries + 1 }},
+		{"negative request timeout", func(c *Config) { c.AttemptTimeout = -time.Second }},
 	}
 	for _, tt := range tests {
 		cfg := Config{Conn: conn}
