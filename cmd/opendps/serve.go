@@ -49,6 +49,13 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.IntVar(&c.Throttle.RegistrationsPerMinute, "max-registrations-per-minute", c.Throttle.RegistrationsPerMinute, "register calls per instance per minute before 429 (0: default)")
 	f.IntVar(&c.Throttle.PollsPer10s, "max-polls-per-10s", c.Throttle.PollsPer10s, "status polls per device per 10 s before 429 (0: default)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	f.StringVar(&c.PeerAddr, "peer-addr", c.PeerAddr, "listen address of the peer link between regions (mutual TLS; empty: none)")
+	f.StringToStringVar(&c.Peers, "peer", c.Peers, "REGION=https://host:port[,https://...] of another region's peer listeners (repeatable)")
+	f.StringVar(&c.PeerCertFile, "peer-cert", c.PeerCertFile, "this region's peer-link certificate (PEM; default: issued by the local CA)")
+	f.StringVar(&c.PeerKeyFile, "peer-key", c.PeerKeyFile, "private key of --peer-cert")
+	f.StringVar(&c.PeerCAFile, "peer-ca", c.PeerCAFile, "CA certificates (PEM) of the other regions' peer-link certificates (default: the local CA)")
+	f.DurationVar(&c.FailoverCooldown, "failover-cooldown", c.FailoverCooldown, "least time between two failovers of an instance (0: 5m; negative: none)")
+	f.DurationVar(&c.DRStartGrace, "dr-start-grace", c.DRStartGrace, "how long a starting node waits to confirm with the secondary region before writing DR-enabled instances (0: 10s)")
 	return configFile
 }
 

@@ -86,6 +86,9 @@ type DirEntry struct {
 	Epoch     uint64 `json:"epoch"`
 	DREnabled bool   `json:"drEnabled"`
 	Role      string `json:"role"`
+	// FailedOverAt is when the current epoch began by a failover (zero
+	// for epoch 1): the failover cool-down counts from it.
+	FailedOverAt time.Time `json:"failedOverAt,omitzero"`
 }
 
 // Certificate is a CA certificate of an instance (§8.4).

@@ -107,6 +107,29 @@ type Config struct {
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+
+	// Disaster recovery (docs/dr-design.md).
+
+	// PeerAddr is the listen address of the peer link between regions
+	// (mutual TLS; empty: no peer link, the region stands alone).
+	PeerAddr string `json:"peerAddr,omitempty"`
+	// Peers maps every other region of the deployment to the base URL(s)
+	// of its peer listeners ("https://host:port", comma-separated for
+	// several nodes).
+	Peers map[string]string `json:"peers,omitempty"`
+	// PeerCertFile and PeerKeyFile are this region's certificate on the
+	// peer link (URI SAN opendps-region://REGION); PeerCAFile verifies the
+	// other regions'. Empty: issued by (and verified against) the local CA.
+	PeerCertFile string `json:"peerCertFile,omitempty"`
+	PeerKeyFile  string `json:"peerKeyFile,omitempty"`
+	PeerCAFile   string `json:"peerCAFile,omitempty"`
+	// FailoverCooldown is the least time between two failovers of an
+	// instance (0: 5m; negative: none).
+	FailoverCooldown time.Duration `json:"failoverCooldown,omitempty"`
+	// DRStartGrace bounds how long a starting node keeps writes of its
+	// DR-enabled primary instances closed while it cannot confirm with the
+	// secondary region that no failover happened (0: 10s).
+	DRStartGrace time.Duration `json:"drStartGrace,omitempty"`
 }
 
 // DefaultConfig returns the configuration of a single node listening on
@@ -162,9 +185,10 @@ func (c *Config) Validate() error {
 	for _, l := range []struct{ name, addr string }{
 		{"deviceAddr", c.DeviceAddr}, {"serviceAddr", c.ServiceAddr},
 		{"controlAddr", c.ControlAddr}, {"consoleAddr", c.ConsoleAddr}, {"mqttAddr", c.MQTTAddr},
+		{"peerAddr", c.PeerAddr},
 	} {
-		if l.name == "mqttAddr" && l.addr == "" {
-			continue // MQTT disabled
+		if (l.name == "mqttAddr" || l.name == "peerAddr") && l.addr == "" {
+			continue // disabled
 		}
 		// LookupPort accepts what net.Listen accepts: 0-65535 or a service name.
 		if _, p, err := net.SplitHostPort(l.addr); err != nil {
@@ -202,6 +226,25 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("etcdHeartbeat and etcdElectionTimeout must not be negative"))
 	} else if hb, el := cmp.Or(c.EtcdHeartbeat, 100*time.Millisecond), cmp.Or(c.EtcdElectionTimeout, time.Second); el < 5*hb || el > 50*time.Second {
 		errs = append(errs, fmt.Errorf("etcdElectionTimeout %v must be at least 5 heartbeats (%v) and at most 50s", el, hb))
+	}
+	if len(c.Peers) > 0 && c.PeerAddr == "" {
+		errs = append(errs, errors.New("peers need peerAddr (the peer link's listener)"))
+	}
+	for r, u := range c.Peers {
+		if r == c.Region {
+			errs = append(errs, fmt.Errorf("peers lists the node's own region %s", r))
+		}
+		for _, one := range strings.Split(u, ",") {
+			if !strings.HasPrefix(strings.TrimSpace(one), "https://") {
+				errs = append(errs, fmt.Errorf("peer %s: %q is not an https:// URL", r, one))
+			}
+		}
+	}
+	if (c.PeerCertFile == "") != (c.PeerKeyFile == "") {
+		errs = append(errs, errors.New("peerCertFile and peerKeyFile go together"))
+	}
+	if c.DRStartGrace < 0 {
+		errs = append(errs, fmt.Errorf("drStartGrace %v must not be negative", c.DRStartGrace))
 	}
 	if c.StoreTimeout < 0 {
 		errs = append(errs, fmt.Errorf("storeTimeout %v must not be negative", c.StoreTimeout))

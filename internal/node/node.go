@@ -20,6 +20,7 @@ import (
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/peer"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/region"
 	"github.com/opendps/opendps/internal/regions"
@@ -43,6 +44,11 @@ type Node struct {
 	getCert     func(*tls.ClientHelloInfo) (*tls.Certificate, error) // server certificates of every listener
 	region      *region.Region
 
+	// Disaster recovery (dr.go): nil peer without a peer link.
+	peerCfg    *peer.Config
+	peerClient *peer.Client
+	peerMux    *http.ServeMux // handlers of the peer listener
+
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
 
@@ -59,6 +65,7 @@ const (
 	ListenerControl = "control"
 	ListenerConsole = "console"
 	ListenerMQTT    = "mqtt" // MQTT over TLS (Config.MQTTAddr); not HTTP
+	ListenerPeer    = "peer" // the peer link between regions (Config.PeerAddr), mutual TLS
 )
 
 // Start validates cfg, opens the store and serves every listener. On error
@@ -90,6 +97,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.getCert = getCert
+	if err = n.setupPeer(); err != nil {
+		return nil, err
+	}
 	if n.token, err = loadOrCreateToken(cfg); err != nil {
 		return nil, err
 	}
@@ -157,9 +167,10 @@ func (n *Node) listen() (map[string]net.Listener, error) {
 	for _, l := range []struct{ name, addr string }{
 		{ListenerDevice, n.cfg.DeviceAddr}, {ListenerService, n.cfg.ServiceAddr},
 		{ListenerControl, n.cfg.ControlAddr}, {ListenerConsole, n.cfg.ConsoleAddr}, {ListenerMQTT, n.cfg.MQTTAddr},
+		{ListenerPeer, n.cfg.PeerAddr},
 	} {
-		if l.addr == "" && l.name == ListenerMQTT {
-			continue // MQTT disabled
+		if l.addr == "" && (l.name == ListenerMQTT || l.name == ListenerPeer) {
+			continue // disabled
 		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
@@ -180,9 +191,13 @@ func (n *Node) serve(lns map[string]net.Listener, getCert func(*tls.ClientHelloI
 			n.serveMQTT(ln)
 			continue
 		}
+		tlsCfg := pki.ServerTLS(getCert)
+		if name == ListenerPeer {
+			tlsCfg = n.peerCfg.ServerTLS()
+		}
 		srv := &http.Server{
 			Handler:           handlers[name],
-			TLSConfig:         pki.ServerTLS(getCert),
+			TLSConfig:         tlsCfg,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      60 * time.Second,

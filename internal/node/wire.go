@@ -74,12 +74,18 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 		return nil, err
 	}
 	control.Handle("/", ctl)
-	return map[string]http.Handler{
+	hs := map[string]http.Handler{
 		ListenerDevice:  n.quorumGate(device),
 		ListenerService: n.quorumGate(svc),
 		ListenerControl: control,
 		ListenerConsole: notFound,
-	}, nil
+	}
+	if n.peerMux != nil {
+		n.mountPeer(n.peerMux)
+		n.peerMux.Handle("/", notFound)
+		hs[ListenerPeer] = n.peerMux
+	}
+	return hs, nil
 }
 
 // withMQTT makes the MQTT front end on the engine and returns the device

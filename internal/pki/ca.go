@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,4 +276,29 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// IssueRegion signs the certificate of a region on the peer link between
+// regions (internal/peer): URI SAN uri (opendps-region://{region}) plus
+// names, for both server and client authentication, valid for ttl.
+func (ca *CA) IssueRegion(uri *url.URL, names []string, ttl time.Duration) (tls.Certificate, error) {
+	c, err := ca.Issue(names, ttl)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key := c.PrivateKey.(*ecdsa.PrivateKey)
+	tmpl := *c.Leaf
+	tmpl.Raw, tmpl.RawTBSCertificate, tmpl.Signature = nil, nil, nil
+	tmpl.URIs = []*url.URL{uri}
+	tmpl.Subject = pkix.Name{CommonName: uri.String(), Organization: []string{"opendps"}}
+	tmpl.SerialNumber = randSerial()
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }

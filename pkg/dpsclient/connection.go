@@ -29,6 +29,60 @@ type Connection struct {
 	ConsoleURL              string     `json:"consoleURL"`
 	Hubs                    []HubInfo  `json:"hubs"`
 	Nodes                   []NodeInfo `json:"nodes"`
+	// Region is the region of ControlEndpoint (the default instance's
+	// primary). Regions lists every region of a multi-region deployment
+	// (empty for one region); the CLI's --region picks one's control API.
+	Region  string       `json:"region,omitempty"`
+	Regions []RegionInfo `json:"regions,omitempty"`
+	// Instances lists the deployment's default instances (the first is the
+	// one above; a dev deployment adds a data-residency instance).
+	Instances []InstanceInfo `json:"instances,omitempty"`
+	// FrontDoor is the global endpoint of a multi-region deployment (the
+	// top-level device and service endpoints then point at it).
+	FrontDoor *FrontDoorInfo `json:"frontDoor,omitempty"`
+}
+
+// RegionInfo describes one region of a multi-region deployment.
+type RegionInfo struct {
+	Name string `json:"name"`
+	// Pair is the catalog's paired region (the secondary of instances
+	// whose primary is this region).
+	Pair string `json:"pair,omitempty"`
+	// ControlURLs are the control APIs of the region's nodes.
+	ControlURLs []string `json:"controlURLs"`
+	// PeerURLs are the peer-link listeners of the region's nodes.
+	PeerURLs []string `json:"peerURLs,omitempty"`
+	// DeviceEndpoints are host:port of the region's device APIs (bypassing
+	// the front door).
+	DeviceEndpoints []string `json:"deviceEndpoints,omitempty"`
+}
+
+// InstanceInfo describes a default instance of a dev deployment.
+type InstanceInfo struct {
+	Name                    string `json:"name"`
+	IDScope                 string `json:"idScope"`
+	Region                  string `json:"region"`
+	DataResidency           bool   `json:"dataResidency"`
+	ServiceEndpoint         string `json:"serviceEndpoint"`
+	ServiceConnectionString string `json:"serviceConnectionString"`
+}
+
+// FrontDoorInfo describes the front door of a multi-region deployment.
+type FrontDoorInfo struct {
+	DeviceEndpoint  string `json:"deviceEndpoint"`  // host:port, HTTPS device API and MQTT over WebSocket
+	MQTTEndpoint    string `json:"mqttEndpoint"`    // host:port, MQTT over TLS
+	ServiceEndpoint string `json:"serviceEndpoint"` // host:port of the service APIs
+	PID             int    `json:"pid,omitempty"`
+}
+
+// RegionControl returns the control URLs of region, or nil.
+func (c *Connection) RegionControl(region string) []string {
+	for _, r := range c.Regions {
+		if r.Name == region {
+			return r.ControlURLs
+		}
+	}
+	return nil
 }
 
 // HubInfo describes a simulated hub of a dev deployment.

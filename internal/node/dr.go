@@ -1,0 +1,72 @@
+package node
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/opendps/opendps/internal/peer"
+)
+
+// Disaster recovery wiring (docs/dr-design.md): the peer link between
+// regions and what travels over it.
+
+// regionCertTTL is the lifetime of a region certificate issued by the
+// local CA (dev deployments; production brings its own, --peer-cert).
+const regionCertTTL = 5 * 365 * 24 * time.Hour
+
+// setupPeer prepares the peer link when the node has one (PeerAddr).
+func (n *Node) setupPeer() error {
+	if n.cfg.PeerAddr == "" {
+		return nil
+	}
+	pc := peer.Config{Region: n.cfg.Region, Peers: n.cfg.Peers}
+	var err error
+	if n.cfg.PeerCertFile != "" {
+		if pc.Certificate, err = tls.LoadX509KeyPair(n.cfg.PeerCertFile, n.cfg.PeerKeyFile); err != nil {
+			return fmt.Errorf("node: peer certificate: %w", err)
+		}
+	} else {
+		if n.ca == nil {
+			return fmt.Errorf("node: the peer link needs --peer-cert and --peer-key with --tls-cert")
+		}
+		names := append([]string{"localhost", "127.0.0.1"}, n.cfg.HostNames...)
+		if pc.Certificate, err = n.ca.IssueRegion(peer.RegionURI(n.cfg.Region), names, regionCertTTL); err != nil {
+			return err
+		}
+	}
+	if n.cfg.PeerCAFile != "" {
+		b, err := os.ReadFile(n.cfg.PeerCAFile)
+		if err != nil {
+			return fmt.Errorf("node: peer CA: %w", err)
+		}
+		pc.Roots = x509.NewCertPool()
+		if !pc.Roots.AppendCertsFromPEM(b) {
+			return fmt.Errorf("node: peer CA %s holds no PEM certificate", n.cfg.PeerCAFile)
+		}
+	} else if n.ca != nil {
+		pc.Roots = n.ca.CertPool()
+	} else {
+		return fmt.Errorf("node: the peer link needs --peer-ca with --tls-cert")
+	}
+	cl, err := peer.NewClient(pc)
+	if err != nil {
+		return err
+	}
+	n.peerCfg, n.peerClient, n.peerMux = &pc, cl, http.NewServeMux()
+	return nil
+}
+
+// mountPeer adds the handlers of the peer listener. Every request on it
+// carries a verified region certificate (peer.RegionOf).
+func (n *Node) mountPeer(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+peer.PathPrefix+"hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "{\"region\":%q,\"caller\":%q}\n", n.cfg.Region, peer.RegionOf(r))
+	})
+}
+
+// Peer returns the client of the other regions, or nil without a peer link.
+func (n *Node) Peer() *peer.Client { return n.peerClient }
