@@ -11,6 +11,7 @@ import (
 	"github.com/opendps/opendps/internal/allocate"
 	"github.com/opendps/opendps/internal/attest"
 	"github.com/opendps/opendps/internal/enrollment"
+	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/store"
 )
 
@@ -92,6 +93,10 @@ type Engine struct {
 	leases   *markerLeases
 	throttle Limiter
 	log      *slog.Logger
+
+	// afterWrite, when set (tests), replaces the outcome of each write of
+	// registration record rec: it injects store failures.
+	afterWrite func(rec *model.Registration, err error) error
 
 	ctx    context.Context // canceled by Close; parent of background work
 	cancel context.CancelFunc

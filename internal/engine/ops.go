@@ -9,17 +9,22 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // opMarker is written for a registration that did not finish within the
 // fast-path budget, so that any node can answer its polls. It expires with
-// an etcd lease; its Deadline says when the work is given up.
+// an etcd lease; its Deadline says when the work is given up. When the
+// work ends, the marker is written again with its Outcome, so that the
+// operation is answered even after the registration record was
+// overwritten by another registration of the same device.
 type opMarker struct {
-	RegistrationID string    `json:"registrationId"`
-	Started        time.Time `json:"started"`
-	Deadline       time.Time `json:"deadline"`
+	RegistrationID string                             `json:"registrationId"`
+	Started        time.Time                          `json:"started"`
+	Deadline       time.Time                          `json:"deadline"`
+	Outcome        *model.RegistrationOperationStatus `json:"outcome,omitempty"`
 }
 
 // newOperationID returns an id shaped like DPS's ("<digit>.<16 hex>.<GUID>"),
@@ -70,12 +75,12 @@ func (e *Engine) putMarker(ctx context.Context, instance, opID string, m opMarke
 	return e.store.Put(ctx, store.Key(instance, store.KindOperation, opID), string(b), clientv3.WithLease(lease))
 }
 
-// getMarker returns the marker of opID, or nil.
-func (e *Engine) getMarker(ctx context.Context, instance, opID string) (*opMarker, error) {
+// getMarker returns the marker of opID and its mod revision, or nil.
+func (e *Engine) getMarker(ctx context.Context, instance, opID string) (*opMarker, int64, error) {
 	var m opMarker
-	ok, err := e.store.Get(ctx, store.Key(instance, store.KindOperation, opID), &m)
-	if err != nil || !ok {
-		return nil, err
+	rev, _, err := e.store.GetRev(ctx, store.Key(instance, store.KindOperation, opID), &m, false)
+	if err != nil || rev == 0 {
+		return nil, 0, err
 	}
-	return &m, nil
+	return &m, rev, nil
 }

@@ -67,10 +67,8 @@ func (e *Engine) slow(ctx context.Context, j *job) (*Result, error) {
 		}
 		return nil, unavailable(err)
 	}
-	select {
-	case <-j.done: // finished while the marker was written (slow during a leader election): answer at once
+	if !j.markerWritten(m) { // finished while the marker was written (slow during a leader election): answer at once
 		return j.result(), nil
-	default:
 	}
 	return e.assigning(j.opID, j.req.RegistrationID), nil
 }
@@ -103,14 +101,15 @@ func (e *Engine) OperationStatus(ctx context.Context, req *Request, opID string)
 	if ok, wait := e.throttle.AllowPoll(snap.name, req.RegistrationID); !ok {
 		return nil, throttled(wait)
 	}
-	reg, err := e.registration(ctx, snap.name, req.RegistrationID)
+	cur, err := e.readRegistrationAt(ctx, snap.name, req.RegistrationID)
 	if err != nil {
 		return nil, err
 	}
+	reg := cur.reg
 	if reg != nil && reg.OperationID == opID {
 		return &Result{Status: statusOf(reg)}, nil
 	}
-	m, err := e.getMarker(ctx, snap.name, opID)
+	m, mrev, err := e.getMarker(ctx, snap.name, opID)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -119,6 +118,20 @@ func (e *Engine) OperationStatus(ctx context.Context, req *Request, opID string)
 			return e.disabled(opID, req, match), nil
 		}
 		return nil, apierr.New(apierr.CodeOperationNotFound, "Operation %s of registration %s was not found.", opID, req.RegistrationID)
+	}
+	if m.Outcome != nil { // finished, and the record names another operation since
+		out := *m.Outcome
+		out.OperationID = opID
+		return &Result{Status: &out}, nil
+	}
+	if reg != nil && cur.rev > mrev && terminal(reg.Status) {
+		// Another registration of the same device finished after this
+		// operation was under way (the record changed after its marker was
+		// written): that is the device's outcome now. Answering it at once
+		// beats "assigning" until the marker's deadline; if this
+		// operation's own work is still running, it decides again on that
+		// record (process).
+		return &Result{Status: statusFor(reg, opID)}, nil
 	}
 	if time.Now().After(m.Deadline) {
 		return &Result{Status: failedStatus(opID, req.RegistrationID, apierr.CodeInternal, "The registration did not complete in time; register again.")}, nil
@@ -197,6 +210,24 @@ func (e *Engine) readRegistration(ctx context.Context, instance, regID string) (
 		r.rev, r.raw, r.reg = rev, raw, &reg
 	}
 	return r, nil
+}
+
+// readRegistrationAt reads the record linearizably, with its mod revision.
+func (e *Engine) readRegistrationAt(ctx context.Context, instance, regID string) (*readReg, error) {
+	r := &readReg{key: store.Key(instance, store.KindRegistration, regID)}
+	var reg model.Registration
+	rev, raw, err := e.store.GetRev(ctx, r.key, &reg, false)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if rev != 0 {
+		r.rev, r.raw, r.reg = rev, raw, &reg
+	}
+	return r, nil
+}
+
+func terminal(status string) bool {
+	return status == model.OpStatusAssigned || status == model.OpStatusFailed
 }
 
 func (e *Engine) registration(ctx context.Context, instance, regID string) (*model.Registration, error) {

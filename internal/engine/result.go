@@ -62,6 +62,15 @@ func statusOf(r *model.Registration) *model.RegistrationOperationStatus {
 	return &model.RegistrationOperationStatus{OperationID: r.OperationID, Status: r.Status, RegistrationState: resultOf(r)}
 }
 
+// statusFor is the status of record r as the answer to operation opID,
+// which r may not name: another registration of the same device that
+// finished later decided the device's outcome.
+func statusFor(r *model.Registration, opID string) *model.RegistrationOperationStatus {
+	st := statusOf(r)
+	st.OperationID = opID
+	return st
+}
+
 func failedStatus(opID, regID string, code int, msg string) *model.RegistrationOperationStatus {
 	return &model.RegistrationOperationStatus{OperationID: opID, Status: model.OpStatusFailed,
 		RegistrationState: &model.DeviceRegistrationResult{RegistrationID: regID, Status: model.OpStatusFailed,

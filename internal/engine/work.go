@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/opendps/opendps/internal/allocate"
 	"github.com/opendps/opendps/internal/apierr"
@@ -34,27 +35,81 @@ type job struct {
 	match *attest.Match
 	opID  string
 
+	// baseRev is the mod revision of the registration record when the job
+	// first read it (0: absent; -1: not read): a record at another
+	// revision was written since the job started.
+	baseRev int64
+
 	done chan struct{}
-	res  *Result
+
+	mu       sync.Mutex
+	res      *Result   // guarded by mu; set before done is closed
+	finished bool      // guarded by mu
+	marker   *opMarker // guarded by mu: the operation marker, once written
 }
 
-func (j *job) result() *Result { return j.res }
+func (j *job) result() *Result {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.res
+}
+
+// markerWritten notes that the operation marker m was written, so that the
+// outcome is added to it when the job ends. It reports false when the job
+// has already ended: its result is then the answer.
+func (j *job) markerWritten(m opMarker) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.finished {
+		return false
+	}
+	j.marker = &m
+	return true
+}
+
+// finish sets the result, wakes the register call, and writes the outcome
+// into the operation marker if there is one: the registration record may
+// name another operation (the same device registering again at once), and
+// then only the marker answers this operation's polls.
+func (j *job) finish(res *Result) {
+	j.mu.Lock()
+	j.res, j.finished = res, true
+	m := j.marker
+	j.mu.Unlock()
+	close(j.done)
+	if m == nil {
+		return
+	}
+	m.Outcome = res.Status
+	ctx, cancel := context.WithTimeout(j.e.ctx, j.e.cfg.StoreTimeout)
+	defer cancel()
+	if err := j.e.putMarker(ctx, j.snap.name, j.opID, *m); err != nil {
+		j.e.log.Warn("could not record the outcome of an operation", "instance", j.snap.name,
+			"registration_id", j.req.RegistrationID, "operation_id", j.opID, "err", err)
+	}
+}
 
 // run does the work and records the outcome, successful or failed.
 func (j *job) run(ctx context.Context) {
-	defer close(j.done)
+	j.baseRev = -1
 	reg, err := j.process(ctx)
 	if err == nil {
-		j.res = &Result{Status: statusOf(reg)}
+		j.finish(&Result{Status: statusOf(reg)})
 		return
 	}
 	code, msg := failure(err)
 	j.e.log.Info("registration failed", "instance", j.snap.name, "registration_id", j.req.RegistrationID, "code", code, "err", err)
-	if rec, werr := j.recordFailure(ctx, code, msg); werr == nil {
-		j.res = &Result{Status: statusOf(rec)}
+	fctx := ctx
+	if ctx.Err() != nil { // the work timed out: still look for a write that committed
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(j.e.ctx, j.e.cfg.StoreTimeout)
+		defer cancel()
+	}
+	if rec, werr := j.recordFailure(fctx, code, msg); werr == nil {
+		j.finish(&Result{Status: statusFor(rec, j.opID)})
 		return
 	}
-	j.res = &Result{Status: failedStatus(j.opID, j.req.RegistrationID, code, msg)}
+	j.finish(&Result{Status: failedStatus(j.opID, j.req.RegistrationID, code, msg)})
 }
 
 // process allocates a hub, applies the reprovisioning decision in the
@@ -64,6 +119,9 @@ func (j *job) process(ctx context.Context) (*model.Registration, error) {
 		cur, err := j.e.readRegistration(ctx, j.snap.name, j.req.RegistrationID)
 		if err != nil {
 			return nil, err
+		}
+		if j.baseRev < 0 {
+			j.baseRev = cur.rev
 		}
 		rec, err := j.assign(ctx, cur.reg)
 		if err != nil {
@@ -116,6 +174,9 @@ func (j *job) write(ctx context.Context, cur *readReg, rec *model.Registration) 
 		out, err = j.e.enr.PutRegistrationTx(tx, j.snap.name, rec)
 		return err
 	})
+	if h := j.e.afterWrite; h != nil {
+		err = h(rec, err)
+	}
 	return out, err
 }
 
@@ -434,18 +495,39 @@ func (j *job) x509Result() *model.X509Result {
 
 // recordFailure writes a failed registration record, keeping where the
 // identity currently is so the next attempt knows.
+//
+// It never replaces an assigned record written since the job started
+// (baseRev): that is either the job's own write, which may have committed
+// although the store called it indeterminate (store.ErrIndeterminate), or
+// a concurrent registration of the same device that succeeded. It reads
+// the record linearizably, so such a write is seen, keeps it and returns
+// it as the outcome. The failure itself commits only if the record is
+// still the one read (Tx.Seed), so an assignment that lands meanwhile is
+// not overwritten either.
 func (j *job) recordFailure(ctx context.Context, code int, msg string) (*model.Registration, error) {
-	cur, _ := j.e.registration(ctx, j.snap.name, j.req.RegistrationID)
-	r := &model.Registration{
-		DeviceRegistrationState: model.DeviceRegistrationState{
-			RegistrationID: j.req.RegistrationID, Status: model.OpStatusFailed, ErrorCode: code, ErrorMessage: msg,
-		},
-		EnrollmentGroupID: j.match.EnrollmentGroupID(), OperationID: j.opID, AttestationType: j.match.AttestationType,
+	for range maxRecordAttempts {
+		cur, err := j.e.readRegistrationAt(ctx, j.snap.name, j.req.RegistrationID)
+		if err != nil {
+			return nil, err
+		}
+		if c := cur.reg; c != nil && c.Status == model.OpStatusAssigned && (c.OperationID == j.opID || cur.rev != j.baseRev) {
+			return c, nil
+		}
+		r := &model.Registration{
+			DeviceRegistrationState: model.DeviceRegistrationState{
+				RegistrationID: j.req.RegistrationID, Status: model.OpStatusFailed, ErrorCode: code, ErrorMessage: msg,
+			},
+			EnrollmentGroupID: j.match.EnrollmentGroupID(), OperationID: j.opID, AttestationType: j.match.AttestationType,
+		}
+		if c := cur.reg; c != nil {
+			r.Hub, r.HubDeviceID, r.InitialHub = c.Hub, c.HubDeviceID, c.InitialHub
+		}
+		out, err := j.write(ctx, cur, r)
+		if !errors.Is(err, errStale) {
+			return out, err
+		}
 	}
-	if cur != nil {
-		r.Hub, r.HubDeviceID, r.InitialHub = cur.Hub, cur.HubDeviceID, cur.InitialHub
-	}
-	return j.e.enr.PutRegistration(ctx, j.snap.name, r)
+	return nil, store.ErrConflict
 }
 
 // hubErr turns a hub failure into a registration failure.
