@@ -52,7 +52,9 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	limiter, err := throttle.New(n.cfg.Throttle)
+	limits := n.cfg.Throttle
+	limits.Nodes = n.region.Nodes // per-instance limits are shared by the region's live nodes
+	limiter, err := throttle.New(limits)
 	if err != nil {
 		return nil, err
 	}

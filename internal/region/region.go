@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opendps/opendps/internal/model"
@@ -115,6 +116,8 @@ type Region struct {
 	peers   *clientv3.Client
 	peerEPs string // endpoints peers was made for
 	zones   zoneState
+
+	liveNodes atomic.Int64 // live nodes of the region, as of the last refresh
 }
 
 // zoneState is the cached outcome of the zone-redundancy rule.
@@ -230,14 +233,23 @@ func (r *Region) ZoneRedundancy() (redundant bool, zones []string, reason string
 	return r.zones.redundant, r.zones.zones, r.zones.reason
 }
 
+// Nodes returns the number of live nodes of the region (registry entries,
+// which a dead or cut-off node loses when its lease expires), as of the
+// last refresh: every few seconds, and when a member record changes. 0
+// before the first refresh. It does not block (an atomic load), so the
+// throttle calls it on every request to share per-instance limits among
+// the nodes (docs/provisioning-engine.md).
+func (r *Region) Nodes() int { return int(r.liveNodes.Load()) }
+
 func (r *Region) refreshZones(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	members, _, err := r.members(ctx)
+	members, nodes, err := r.members(ctx)
 	if err != nil {
 		r.log.Debug("zone redundancy not refreshed", "err", err)
 		return
 	}
+	r.liveNodes.Store(int64(len(nodes)))
 	ok, zones, reason := Redundancy(r.region, publicMembers(members))
 	if r.st.Etcd() == nil && !ok {
 		reason = externalReason(reason)

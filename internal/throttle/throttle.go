@@ -55,6 +55,16 @@ type Config struct {
 	// arbitrary entries are evicted, which resets their buckets (the limit
 	// fails open for those devices rather than growing without bound).
 	MaxDevices int `json:"maxDevices,omitempty"`
+	// Nodes, when set, returns how many nodes share the per-instance limits
+	// (RegistrationsPerMinute, OperationsPerMinute): the live nodes of the
+	// region, which a load balancer spreads a tenant's requests over. Each
+	// node then allows limit/Nodes() (at least one per period), so that the
+	// region as a whole allows about the configured limit rather than
+	// Nodes() times it. A result below 1 counts as 1. It is called on every
+	// per-instance decision, so it must be cheap (an atomic load). Per-device
+	// poll limits stay per node: a device's polls mostly reach the node its
+	// connection is on. nil: the node is alone.
+	Nodes func() int `json:"-"`
 	// Clock (nil: the system clock). Tests pass a fake.
 	Clock Clock `json:"-"`
 }
@@ -111,6 +121,18 @@ type Limiter struct {
 	devices    *deviceTable
 
 	throttled atomic.Uint64
+
+	// Region-wide per-instance limits (Config.Nodes).
+	nodes                   func() int
+	registerCount, opsCount int
+	shared                  atomic.Pointer[sharedRates]
+}
+
+// sharedRates are the per-instance rates of a node that shares the limits
+// with n-1 others.
+type sharedRates struct {
+	n                   int
+	register, operation rate
 }
 
 // New returns a Limiter for cfg; zero fields take their defaults.
@@ -124,10 +146,14 @@ func New(cfg Config) (*Limiter, error) {
 		register:  newRate(cfg.RegistrationsPerMinute, time.Minute),
 		operation: newRate(cfg.OperationsPerMinute, time.Minute),
 		poll:      newRate(cfg.PollsPer10s, 10*time.Second),
+		nodes:     cfg.Nodes,
+
+		registerCount: cfg.RegistrationsPerMinute,
+		opsCount:      cfg.OperationsPerMinute,
 	}
 	l.epoch = l.clock.Now()
-	l.registers = newInstanceTable(l.register, DefaultMaxInstances)
-	l.operations = newInstanceTable(l.operation, DefaultMaxInstances)
+	l.registers = newInstanceTable(DefaultMaxInstances)
+	l.operations = newInstanceTable(DefaultMaxInstances)
 	l.devices = newDeviceTable(l.poll, cfg.MaxDevices)
 	return l, nil
 }
@@ -138,13 +164,48 @@ func (l *Limiter) now() int64 { return int64(l.clock.Now().Sub(l.epoch)) }
 // refuses, retryAfter is the wait before a token is available, in whole
 // seconds, at least 1 s (the DPS Retry-After header).
 func (l *Limiter) AllowRegister(instance string) (ok bool, retryAfter time.Duration) {
-	return l.decide(l.registers.take(instance, l.now()))
+	reg, _ := l.instanceRates()
+	return l.decide(l.registers.take(reg, instance, l.now()))
 }
 
 // AllowOperation takes a token from instance's operations bucket, like
 // AllowRegister.
 func (l *Limiter) AllowOperation(instance string) (ok bool, retryAfter time.Duration) {
-	return l.decide(l.operations.take(instance, l.now()))
+	_, op := l.instanceRates()
+	return l.decide(l.operations.take(op, instance, l.now()))
+}
+
+// Nodes returns the number of nodes the per-instance limits are currently
+// shared with, this one included (Config.Nodes; 1 when unset).
+func (l *Limiter) Nodes() int {
+	if l.nodes == nil {
+		return 1
+	}
+	return max(l.nodes(), 1)
+}
+
+// instanceRates returns this node's share of the per-instance rates.
+func (l *Limiter) instanceRates() (register, operation rate) {
+	n := l.Nodes()
+	if n == 1 {
+		return l.register, l.operation
+	}
+	if s := l.shared.Load(); s != nil && s.n == n {
+		return s.register, s.operation
+	}
+	s := &sharedRates{n: n, register: shareOf(l.registerCount, n, time.Minute), operation: shareOf(l.opsCount, n, time.Minute)}
+	l.shared.Store(s)
+	return s.register, s.operation
+}
+
+// shareOf is one node's share of count per period among n nodes: count/n,
+// rounded down (the region never allows more than count) but at least 1.
+// A bucket keeps its state (a time) when its rate changes with n.
+func shareOf(count, n int, period time.Duration) rate {
+	if count <= 0 {
+		return rate{} // unlimited
+	}
+	return newRate(max(count/n, 1), period)
 }
 
 // AllowPoll takes a token from the poll bucket of the device
@@ -203,9 +264,9 @@ func (l *Limiter) Sweep() {
 
 // instanceTable holds one bucket per instance. Instances are few and
 // rarely added, so the map is copy-on-write: lookups take no lock and do
-// not allocate.
+// not allocate. The rate is given on every take: it changes with the
+// number of nodes sharing the limit.
 type instanceTable struct {
-	r   rate
 	max int
 	m   atomic.Pointer[map[string]*cell]
 	mu  sync.Mutex // serialises writers of m
@@ -214,15 +275,15 @@ type instanceTable struct {
 // cell is one bucket's theoretical arrival time.
 type cell struct{ tat atomic.Int64 }
 
-func newInstanceTable(r rate, maxEntries int) *instanceTable {
-	t := &instanceTable{r: r, max: maxEntries}
+func newInstanceTable(maxEntries int) *instanceTable {
+	t := &instanceTable{max: maxEntries}
 	m := map[string]*cell{}
 	t.m.Store(&m)
 	return t
 }
 
-func (t *instanceTable) take(key string, now int64) (bool, int64) {
-	if t.r.unlimited() {
+func (t *instanceTable) take(r rate, key string, now int64) (bool, int64) {
+	if r.unlimited() {
 		return true, 0
 	}
 	c := (*t.m.Load())[key]
@@ -231,7 +292,7 @@ func (t *instanceTable) take(key string, now int64) (bool, int64) {
 	}
 	for {
 		old := c.tat.Load()
-		tat, ok, wait := t.r.take(old, now)
+		tat, ok, wait := r.take(old, now)
 		if !ok {
 			return false, wait
 		}
