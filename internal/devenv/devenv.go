@@ -1,7 +1,11 @@
 // Package devenv starts a complete local opendps deployment: a region of
 // nodes, one per availability zone (three by default: a three-member etcd
 // cluster), a hub simulator serving two hubs, and a default instance with
-// both hubs linked. The nodes run in this process, or each in its own
+// both hubs linked. With several regions (Options.Regions, see
+// regions.go) every region is such a cluster, the regions are joined by
+// the peer link, a front door passes device and service connections to
+// the first healthy region, and a second default instance keeps its data
+// in its region (data residency). The nodes run in this process, or each in its own
 // child process (`opendps serve`, Options.MultiProcess) so that one can be
 // killed to try a zone failure. `opendps dev` is a thin wrapper; end-to-end
 // tests use it directly (in process).
@@ -76,6 +80,11 @@ type Options struct {
 	Args       []string
 	// Env is added to the environment of the child processes.
 	Env []string
+	// Regions, when it names more than one region, runs each as its own
+	// etcd cluster of Zones nodes with a peer link between them (see
+	// RegionGroup; `opendps dev` passes DefaultRegions). Empty or one
+	// region: the single-region deployment of Region (that one) as before.
+	Regions []RegionGroup
 }
 
 // DefaultZones is the number of zones of a new deployment.
@@ -84,16 +93,21 @@ const DefaultZones = 3
 // Deployment is a running dev deployment.
 type Deployment struct {
 	// Nodes are the nodes running in this process (none with
-	// MultiProcess).
+	// MultiProcess), region after region.
 	Nodes []*node.Node
 	// Procs are the child processes of the nodes (MultiProcess only).
 	Procs []*Process
+	// Regions are the regions (one for a single-region deployment).
+	Regions []*Region
+	// FrontDoor runs with several regions (nil while internal/frontdoor
+	// is not wired; see frontdoor.go).
+	FrontDoor frontDoor
 	Hubs  *hubsim.Server
 	Conn  *dpsclient.Connection
 	// ConnectionPath is DataDir/connection.json.
 	ConnectionPath string
 	opts           Options
-	configs        []node.Config
+	multi          bool
 	errc           chan error
 	done           chan struct{} // closed by Close
 	closeOnce      sync.Once
@@ -103,6 +117,9 @@ type Deployment struct {
 type ports struct {
 	Hubs  string
 	Nodes []nodePorts `json:",omitempty"`
+	// Regions and FrontDoor: a multi-region deployment (Nodes is empty).
+	Regions   map[string][]nodePorts `json:",omitempty"`
+	FrontDoor *frontDoorPorts        `json:",omitempty"`
 	// node1's addresses in a ports.json written before zones (read, then
 	// moved into Nodes).
 	Device, Service, Control, Console, EtcdClient, EtcdPeer string `json:",omitempty"`
@@ -112,7 +129,26 @@ type ports struct {
 type nodePorts struct {
 	Device, Service, Control, Console, EtcdClient, EtcdPeer string
 	MQTT                                                    string `json:",omitempty"` // MQTT over TLS
+	Peer                                                    string `json:",omitempty"` // peer link (several regions)
 }
+
+// frontDoorPorts are the front door's listeners (several regions).
+type frontDoorPorts struct{ Device, MQTT, Service string }
+
+// Region is one region of a deployment: its own etcd cluster.
+type Region struct {
+	Name string
+	// Pair is the catalog's paired region.
+	Pair string
+	// Nodes run in this process; Procs are child processes (MultiProcess).
+	Nodes   []*node.Node
+	Procs   []*Process
+	dir     string // DATA-DIR, or DATA-DIR/{region} with several regions
+	configs []node.Config
+}
+
+// Configs returns the configuration of the region's nodes.
+func (r *Region) Configs() []node.Config { return r.configs }
 
 // Start starts the deployment and writes connection.json. On error
 // nothing is left running.
@@ -147,6 +183,12 @@ func start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("devenv: DataDir is required")
 	}
+	if err := checkGroups(opts.Regions); err != nil {
+		return nil, err
+	}
+	if names := regionNames(opts.Regions); len(names) == 1 {
+		opts.Region = names[0]
+	}
 	if opts.Region == "" {
 		opts.Region = DefaultRegion
 	}
@@ -163,14 +205,19 @@ func start(ctx context.Context, opts Options) (d *Deployment, err error) {
 		return nil, err
 	}
 	d = &Deployment{opts: opts, ConnectionPath: filepath.Join(opts.DataDir, ConnectionFile),
-		errc: make(chan error, 16), done: make(chan struct{})}
+		errc: make(chan error, 16), done: make(chan struct{}), multi: opts.multiRegion()}
 	partial := d // "return nil, err" clears d before deferred calls run
 	defer func() {
 		if err != nil {
 			partial.Close()
 		}
 	}()
-	p, err := loadPorts(opts.DataDir, opts.Zones)
+	var p *ports
+	if d.multi {
+		p, err = loadPortsMulti(opts.DataDir, regionNames(opts.Regions), opts.Zones)
+	} else {
+		p, err = loadPorts(opts.DataDir, opts.Zones)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +229,12 @@ func start(ctx context.Context, opts Options) (d *Deployment, err error) {
 		return nil, err
 	}
 	go d.forward(d.Hubs.Err())
-	if d.configs, err = nodeConfigs(opts, p); err != nil {
+	if d.multi {
+		d.Regions, err = multiConfigs(opts, p)
+	} else {
+		d.Regions, err = singleConfigs(opts, p)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if opts.MultiProcess {
@@ -193,7 +245,14 @@ func start(ctx context.Context, opts Options) (d *Deployment, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.ensureDefaultInstance(ctx); err != nil {
+	if d.multi {
+		if err := d.ensureInstances(ctx); err != nil {
+			return nil, fmt.Errorf("devenv: default instances: %w", err)
+		}
+		if err := d.startFrontDoor(ctx, p.FrontDoor); err != nil {
+			return nil, fmt.Errorf("devenv: front door: %w", err)
+		}
+	} else if err := d.ensureDefaultInstance(ctx); err != nil {
 		return nil, fmt.Errorf("devenv: default instance: %w", err)
 	}
 	if d.Conn, err = d.connection(ctx); err != nil {
@@ -228,12 +287,11 @@ func startHubs(dir string, ca *pki.CA, addr string) (*hubsim.Server, error) {
 // keeps its number.
 func loadPorts(dir string, zones int) (*ports, error) {
 	path := filepath.Join(dir, portsFile)
-	var p ports
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, fmt.Errorf("devenv: %s: %w", path, err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	p, err := readPorts(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := singleRegionLayout(p, dir); err != nil {
 		return nil, err
 	}
 	if p.Device != "" && len(p.Nodes) == 0 { // single-node file of an older opendps
@@ -263,7 +321,21 @@ func loadPorts(dir string, zones int) (*ports, error) {
 		}
 		*f = a
 	}
-	return &p, writeJSON(path, p, 0o600)
+	return p, writeJSON(path, p, 0o600)
+}
+
+// readPorts reads DIR/ports.json (empty when there is none).
+func readPorts(dir string) (*ports, error) {
+	path := filepath.Join(dir, portsFile)
+	var p ports
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("devenv: %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // zonesOf decides the number of nodes: want, unless the directory already
@@ -298,18 +370,33 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// Close stops the nodes and the simulator. It is idempotent. Followers
-// stop first; the leader once their members have stopped: a leader that
-// stops while its peers still run first hands its leadership to one of
-// them, which takes seconds when they are stopping too.
+// Close stops the front door, the nodes and the simulator. It is
+// idempotent. Regions stop side by side; in each, followers stop first
+// and the leader once their members have stopped: a leader that stops
+// while its peers still run first hands its leadership to one of them,
+// which takes seconds when they are stopping too.
 func (d *Deployment) Close() {
 	d.closeOnce.Do(func() { close(d.done) })
+	if d.FrontDoor != nil {
+		d.FrontDoor.Close()
+	}
+	var wg sync.WaitGroup
+	for _, r := range d.Regions {
+		wg.Go(func() { d.closeRegion(r) })
+	}
+	wg.Wait()
+	if d.Hubs != nil {
+		d.Hubs.Close()
+	}
+}
+
+func (d *Deployment) closeRegion(r *Region) {
 	var leader *node.Node
 	var stopped []<-chan struct{}
 	var wg sync.WaitGroup
-	for _, n := range d.Nodes {
+	for _, n := range r.Nodes {
 		e := n.Store().Etcd()
-		if e != nil && leader == nil && e.Server.Leader() == e.Server.MemberID() && len(d.Nodes) > 1 {
+		if e != nil && leader == nil && e.Server.Leader() == e.Server.MemberID() && len(r.Nodes) > 1 {
 			leader = n
 			continue
 		}
@@ -318,8 +405,8 @@ func (d *Deployment) Close() {
 		}
 		wg.Go(func() { n.Close() })
 	}
-	leaderProc := d.leaderProcess()
-	for _, p := range d.Procs {
+	leaderProc := d.leaderProcess(r)
+	for _, p := range r.Procs {
 		if p != leaderProc {
 			wg.Go(p.Stop)
 		}
@@ -338,9 +425,6 @@ func (d *Deployment) Close() {
 		leader.Close()
 	}
 	wg.Wait()
-	if d.Hubs != nil {
-		d.Hubs.Close()
-	}
 }
 
 // Err reports fatal errors of the nodes running in this process and of

@@ -43,6 +43,9 @@ func (d *Deployment) ensureDefaultInstance(ctx context.Context) error {
 // connection gathers the details written to connection.json. The
 // top-level endpoints are node1's; Nodes lists every node.
 func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, error) {
+	if d.multi {
+		return d.connectionMulti(ctx)
+	}
 	idScope, owner, err := d.defaultInstanceKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -51,7 +54,8 @@ func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, err
 	if err != nil {
 		return nil, err
 	}
-	first := d.configs[0]
+	configs := d.Regions[0].configs
+	first := configs[0]
 	svcHost := DefaultInstance + ".localhost:" + port(first.ServiceAddr)
 	c := &dpsclient.Connection{
 		IDScope:                 idScope,
@@ -65,14 +69,10 @@ func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, err
 		OperatorToken:           token,
 		ConsoleURL:              "https://localhost:" + port(first.ConsoleAddr) + "/",
 	}
-	for _, h := range d.Hubs.Sim().Hubs() {
-		cs, err := d.Hubs.ConnectionString(h.HostName)
-		if err != nil {
-			return nil, err
-		}
-		c.Hubs = append(c.Hubs, dpsclient.HubInfo{HostName: fmt.Sprintf("%s:%d", h.HostName, d.Hubs.Port()), ConnectionString: cs})
+	if c.Hubs, err = d.hubInfo(); err != nil {
+		return nil, err
 	}
-	for i, cfg := range d.configs {
+	for i, cfg := range configs {
 		ni := dpsclient.NodeInfo{
 			Name: cfg.Name, Region: cfg.Region, Zone: cfg.Zone, PID: os.Getpid(),
 			DeviceEndpoint: "localhost:" + port(cfg.DeviceAddr), ServiceAddr: cfg.ServiceAddr,
@@ -87,6 +87,19 @@ func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, err
 		c.Nodes = append(c.Nodes, ni)
 	}
 	return c, nil
+}
+
+// hubInfo describes the simulated hubs.
+func (d *Deployment) hubInfo() ([]dpsclient.HubInfo, error) {
+	var out []dpsclient.HubInfo
+	for _, h := range d.Hubs.Sim().Hubs() {
+		cs, err := d.Hubs.ConnectionString(h.HostName)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dpsclient.HubInfo{HostName: fmt.Sprintf("%s:%d", h.HostName, d.Hubs.Port()), ConnectionString: cs})
+	}
+	return out, nil
 }
 
 // defaultInstanceKeys returns the ID scope and the owner policy of the

@@ -33,7 +33,8 @@ const (
 
 // Process is a node running as a child process.
 type Process struct {
-	Name string
+	Name   string
+	Region string
 	// Command starts the node again by hand, with the same configuration.
 	Command []string
 
@@ -68,42 +69,66 @@ func (p *Process) Stop() {
 	})
 }
 
-// startProcesses starts one child per node and waits until all are ready.
-func (d *Deployment) startProcesses(ctx context.Context) error {
-	exe := d.opts.Executable
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("devenv: cannot find the opendps executable: %w", err)
-		}
+// executable is the opendps binary of child processes.
+func (d *Deployment) executable() (string, error) {
+	if d.opts.Executable != "" {
+		return d.opts.Executable, nil
 	}
-	for _, c := range d.configs {
-		path := filepath.Join(c.DataDir, nodeConfigFile)
-		if err := writeJSON(path, c, 0o600); err != nil {
-			return err
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("devenv: cannot find the opendps executable: %w", err)
+	}
+	return exe, nil
+}
+
+// startChild starts `opendps ARGS...` as a child process named name.
+func (d *Deployment) startChild(name, region string, args []string) (*Process, error) {
+	exe, err := d.executable()
+	if err != nil {
+		return nil, err
+	}
+	args = append(append([]string{}, d.opts.Args...), args...)
+	p := &Process{Name: name, Region: region, Command: append([]string{exe}, args...),
+		exited: make(chan struct{}), stopping: make(chan struct{})}
+	p.cmd = exec.Command(exe, args...)
+	p.cmd.Env = append(os.Environ(), d.opts.Env...)
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	p.cmd.SysProcAttr = childAttr()
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("devenv: start %s: %w", name, err)
+	}
+	go d.watch(p)
+	return p, nil
+}
+
+// startProcesses starts one child per node of every region, then waits
+// until all are ready (the regions come up side by side).
+func (d *Deployment) startProcesses(ctx context.Context) error {
+	for _, r := range d.Regions {
+		for _, c := range r.configs {
+			path := filepath.Join(c.DataDir, nodeConfigFile)
+			if err := writeJSON(path, c, 0o600); err != nil {
+				return err
+			}
+			p, err := d.startChild(c.Name, c.Region, []string{"serve", "--config", path})
+			if err != nil {
+				return err
+			}
+			r.Procs = append(r.Procs, p)
+			d.Procs = append(d.Procs, p)
 		}
-		args := append(append([]string{}, d.opts.Args...), "serve", "--config", path)
-		p := &Process{Name: c.Name, Command: append([]string{exe}, args...),
-			exited: make(chan struct{}), stopping: make(chan struct{})}
-		p.cmd = exec.Command(exe, args...)
-		p.cmd.Env = append(os.Environ(), d.opts.Env...)
-		p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-		p.cmd.SysProcAttr = childAttr()
-		if err := p.cmd.Start(); err != nil {
-			return fmt.Errorf("devenv: start %s: %w", c.Name, err)
-		}
-		d.Procs = append(d.Procs, p)
-		go d.watch(p)
 	}
 	hc, err := dpsclient.HTTPClient(filepath.Join(d.opts.DataDir, "tls", pki.CAFile))
 	if err != nil {
 		return err
 	}
 	defer hc.CloseIdleConnections()
-	for i, p := range d.Procs {
-		url := "https://localhost:" + port(d.configs[i].ControlAddr) + "/readyz"
-		if err := waitReady(ctx, hc, url, p); err != nil {
-			return fmt.Errorf("devenv: %s: %w", p.Name, err)
+	for _, r := range d.Regions {
+		for i, p := range r.Procs {
+			url := "https://localhost:" + port(r.configs[i].ControlAddr) + "/readyz"
+			if err := waitReady(ctx, hc, url, p); err != nil {
+				return fmt.Errorf("devenv: %s: %w", d.nodeLabel(r.configs[i]), err)
+			}
 		}
 	}
 	return nil
@@ -119,7 +144,7 @@ func (d *Deployment) watch(p *Process) {
 		return
 	default:
 	}
-	d.opts.Logger.Warn("node process exited; start it again with its command", "node", p.Name,
+	d.opts.Logger.Warn("process exited; start it again with its command", "process", p.Name, "region", p.Region,
 		"pid", p.cmd.Process.Pid, "status", fmt.Sprint(p.err), "command", p.Command)
 }
 
@@ -150,19 +175,19 @@ func waitReady(ctx context.Context, hc *http.Client, url string, p *Process) err
 	}
 }
 
-// leaderProcess returns the child whose member leads, as a running node
-// says; nil when none is known.
-func (d *Deployment) leaderProcess() *Process {
-	if len(d.Procs) < 2 {
+// leaderProcess returns the child of region r whose member leads, as a
+// running node says; nil when none is known.
+func (d *Deployment) leaderProcess(r *Region) *Process {
+	if len(r.Procs) < 2 {
 		return nil
 	}
-	for i, p := range d.Procs {
+	for i, p := range r.Procs {
 		select {
 		case <-p.exited:
 			continue
 		default:
 		}
-		ctl, done, err := d.control(i)
+		ctl, done, err := d.control(r, i)
 		if err != nil {
 			return nil
 		}
@@ -173,7 +198,7 @@ func (d *Deployment) leaderProcess() *Process {
 		if err != nil {
 			continue
 		}
-		for _, q := range d.Procs {
+		for _, q := range r.Procs {
 			if q.Name == st.Leader {
 				return q
 			}
@@ -183,8 +208,8 @@ func (d *Deployment) leaderProcess() *Process {
 	return nil
 }
 
-// control is a control API client of node i (0: node1).
-func (d *Deployment) control(i int) (*dpsclient.Control, func(), error) {
+// control is a control API client of node i (0: node1) of region r.
+func (d *Deployment) control(r *Region, i int) (*dpsclient.Control, func(), error) {
 	hc, err := dpsclient.HTTPClient(filepath.Join(d.opts.DataDir, "tls", pki.CAFile))
 	if err != nil {
 		return nil, nil, err
@@ -193,13 +218,13 @@ func (d *Deployment) control(i int) (*dpsclient.Control, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return dpsclient.NewControl("https://localhost:"+port(d.configs[i].ControlAddr), token, hc), hc.CloseIdleConnections, nil
+	return dpsclient.NewControl("https://localhost:"+port(r.configs[i].ControlAddr), token, hc), hc.CloseIdleConnections, nil
 }
 
 // ensureDefaultInstanceRemote is ensureDefaultInstance through node1's
 // control API.
 func (d *Deployment) ensureDefaultInstanceRemote(ctx context.Context) error {
-	ctl, done, err := d.control(0)
+	ctl, done, err := d.control(d.Regions[0], 0)
 	if err != nil {
 		return err
 	}
@@ -224,7 +249,7 @@ func (d *Deployment) ensureDefaultInstanceRemote(ctx context.Context) error {
 // defaultInstanceKeysRemote is defaultInstanceKeys through node1's control
 // API.
 func (d *Deployment) defaultInstanceKeysRemote(ctx context.Context) (string, *model.AccessPolicy, error) {
-	ctl, done, err := d.control(0)
+	ctl, done, err := d.control(d.Regions[0], 0)
 	if err != nil {
 		return "", nil, err
 	}

@@ -18,6 +18,15 @@ import (
 // tokenFile holds the operator token shared by the nodes of a deployment.
 const tokenFile = "operator-token"
 
+// singleConfigs is the one region of a single-region deployment.
+func singleConfigs(opts Options, p *ports) ([]*Region, error) {
+	cs, err := nodeConfigs(opts, p)
+	if err != nil {
+		return nil, err
+	}
+	return []*Region{{Name: opts.Region, Pair: pairOf(opts.Region), dir: opts.DataDir, configs: cs}}, nil
+}
+
 // nodeConfigs returns the configuration of every node: nodeN in zone N,
 // its data in DataDir/nodeN, all sharing the CA and the operator token
 // (written into each node's data directory, where the node reads it), and,
@@ -90,31 +99,52 @@ func writeIfChanged(path string, b []byte) error {
 	return os.WriteFile(path, b, 0o600)
 }
 
-// startNodes starts every node in this process, together: the members of
-// a new cluster wait for each other. If one fails, the others are stopped.
+// startNodes starts every node of every region in this process, together:
+// the members of a new cluster wait for each other, and regions do not
+// depend on each other. If one fails, the others are stopped.
 func (d *Deployment) startNodes(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	nodes := make([]*node.Node, len(d.configs))
-	errs := make([]error, len(d.configs))
-	var wg sync.WaitGroup
-	for i, c := range d.configs {
-		wg.Go(func() {
-			nodes[i], errs[i] = node.Start(ctx, c)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("devenv: %s: %w", c.Name, errs[i])
-				cancel() // the others would wait for a quorum in vain
-			}
-		})
+	type slot struct {
+		r   *Region
+		n   *node.Node
+		err error
 	}
-	wg.Wait()
-	for _, n := range nodes {
-		if n != nil {
-			d.Nodes = append(d.Nodes, n)
-			go d.forward(n.Err())
+	var slots []*slot
+	var wg sync.WaitGroup
+	for _, r := range d.Regions {
+		for _, c := range r.configs {
+			s := &slot{r: r}
+			slots = append(slots, s)
+			wg.Go(func() {
+				s.n, s.err = node.Start(ctx, c)
+				if s.err != nil {
+					s.err = fmt.Errorf("devenv: %s: %w", d.nodeLabel(c), s.err)
+					cancel() // the others would wait for a quorum in vain
+				}
+			})
 		}
 	}
+	wg.Wait()
+	var errs []error
+	for _, s := range slots {
+		if s.n != nil {
+			s.r.Nodes = append(s.r.Nodes, s.n)
+			d.Nodes = append(d.Nodes, s.n)
+			go d.forward(s.n.Err())
+		}
+		errs = append(errs, s.err)
+	}
 	return errors.Join(errs...)
+}
+
+// nodeLabel names a node in messages: node1, or westeurope/node1 with
+// several regions.
+func (d *Deployment) nodeLabel(c node.Config) string {
+	if d.multi {
+		return c.Region + "/" + c.Name
+	}
+	return c.Name
 }
 
 // forward passes the errors of one component to Err until Close.
