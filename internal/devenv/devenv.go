@@ -102,8 +102,8 @@ type Deployment struct {
 	// FrontDoor runs with several regions (nil while internal/frontdoor
 	// is not wired; see frontdoor.go).
 	FrontDoor frontDoor
-	Hubs  *hubsim.Server
-	Conn  *dpsclient.Connection
+	Hubs      *hubsim.Server
+	Conn      *dpsclient.Connection
 	// ConnectionPath is DataDir/connection.json.
 	ConnectionPath string
 	opts           Options
