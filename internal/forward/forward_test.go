@@ -116,8 +116,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // world starts two regions, each with a store, a fake engine, a fake
 // service handler and a peer listener serving Device.Mount and
@@ -359,10 +363,10 @@ func TestServiceProxy(t *testing.T) {
 	instance(t, b.st, "dr-svc", "0ne0000BBB1", regionA, model.RoleSecondary)
 	instance(t, a.st, "res-svc", "0ne0000BBB2", regionA, model.RolePrimary)
 	for _, tc := range []struct{ host, wantRegion string }{
-		{"dr-svc." + domain + ":8444", regionA},  // secondary here
-		{"RES-SVC." + domain, regionA},           // located through the peers
-		{"nobody." + domain, regionB},            // unknown everywhere: local 404
-		{"dr-svc.other.example", regionB},        // not a service host
+		{"dr-svc." + domain + ":8444", regionA}, // secondary here
+		{"RES-SVC." + domain, regionA},          // located through the peers
+		{"nobody." + domain, regionB},           // unknown everywhere: local 404
+		{"dr-svc.other.example", regionB},       // not a service host
 	} {
 		body := `{"registrationId":"e1","attestation":{"type":"symmetricKey"}}`
 		req := httptest.NewRequest("PUT", "/enrollments/e%2F1?api-version=2021-10-01", strings.NewReader(body))

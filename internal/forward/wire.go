@@ -237,4 +237,3 @@ func (d *Device) Mount(mux *http.ServeMux) {
 	})))
 	mux.Handle("POST "+pathDevice+"{op}", peerOnly(apierr.Handler(d.log, d.serveDevice)))
 }
-
