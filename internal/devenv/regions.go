@@ -276,3 +276,11 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 	}
 	return out, nil
 }
+
+// SingleRegionDir reports whether dir already holds a single-region
+// deployment (`opendps dev` then keeps it single-region unless told
+// otherwise).
+func SingleRegionDir(dir string) bool {
+	p, err := readPorts(dir)
+	return err == nil && (len(p.Nodes) > 0 || p.Device != "")
+}
