@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/opendps/opendps/internal/engine"
+	"github.com/opendps/opendps/internal/forward"
 	"github.com/opendps/opendps/internal/peer"
 )
 
@@ -66,6 +68,28 @@ func (n *Node) mountPeer(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+peer.PathPrefix+"hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "{\"region\":%q,\"caller\":%q}\n", n.cfg.Region, peer.RegionOf(r))
 	})
+	if n.fwdDevice != nil {
+		n.fwdDevice.Mount(mux)
+		n.fwdService.Mount(mux)
+	}
+}
+
+// withForwarding wraps the engine and the service API handler so that
+// requests for instances primary in another region are forwarded there
+// (internal/forward). Without a peer link they are returned as they are.
+func (n *Node) withForwarding(eng engine.Device, svc http.Handler) (engine.Device, http.Handler, error) {
+	if n.peerClient == nil {
+		return eng, svc, nil
+	}
+	cfg := forward.Config{Store: n.store, Peer: n.peerClient, Log: n.log.With("component", "forward")}
+	var err error
+	if n.fwdDevice, err = forward.New(eng, cfg); err != nil {
+		return nil, nil, err
+	}
+	if n.fwdService, err = forward.NewService(svc, n.cfg.ServiceDomain, cfg); err != nil {
+		return nil, nil, err
+	}
+	return n.fwdDevice, n.fwdService, nil
 }
 
 // Peer returns the client of the other regions, or nil without a peer link.

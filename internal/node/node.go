@@ -19,6 +19,7 @@ import (
 	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
+	"github.com/opendps/opendps/internal/forward"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/peer"
 	"github.com/opendps/opendps/internal/pki"
@@ -47,7 +48,9 @@ type Node struct {
 	// Disaster recovery (dr.go): nil peer without a peer link.
 	peerCfg    *peer.Config
 	peerClient *peer.Client
-	peerMux    *http.ServeMux // handlers of the peer listener
+	peerMux    *http.ServeMux   // handlers of the peer listener
+	fwdDevice  *forward.Device  // the engine, forwarding to other regions; nil without a peer link
+	fwdService *forward.Service // the service API, proxying to other regions; nil without a peer link
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address

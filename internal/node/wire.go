@@ -63,11 +63,15 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	device, err := httpfront.New(httpfront.Config{Engine: n.engine, Log: n.log.With("component", "httpfront")})
+	dev, svcFront, err := n.withForwarding(n.engine, svc)
 	if err != nil {
 		return nil, err
 	}
-	if device, err = n.withMQTT(device); err != nil {
+	device, err := httpfront.New(httpfront.Config{Engine: dev, Log: n.log.With("component", "httpfront")})
+	if err != nil {
+		return nil, err
+	}
+	if device, err = n.withMQTT(device, dev); err != nil {
 		return nil, err
 	}
 	control := http.NewServeMux()
@@ -78,7 +82,7 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	control.Handle("/", ctl)
 	hs := map[string]http.Handler{
 		ListenerDevice:  n.quorumGate(device),
-		ListenerService: n.quorumGate(svc),
+		ListenerService: n.quorumGate(svcFront),
 		ListenerControl: control,
 		ListenerConsole: notFound,
 	}
@@ -93,8 +97,8 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 // withMQTT makes the MQTT front end on the engine and returns the device
 // listener's handler: MQTT over WebSocket for upgrades to the paths the
 // SDKs use (mqttfront.IsWebSocketRequest), the HTTPS device API otherwise.
-func (n *Node) withMQTT(device http.Handler) (http.Handler, error) {
-	m, err := mqttfront.New(mqttfront.Config{Engine: n.engine, TLS: pki.ServerTLS(n.getCert),
+func (n *Node) withMQTT(device http.Handler, dev engine.Device) (http.Handler, error) {
+	m, err := mqttfront.New(mqttfront.Config{Engine: dev, TLS: pki.ServerTLS(n.getCert),
 		Log: n.log.With("component", "mqttfront")})
 	if err != nil {
 		return nil, err
