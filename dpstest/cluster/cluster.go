@@ -23,6 +23,9 @@
 // with the test process anyway, by PR_SET_PDEATHSIG on Linux), network
 // namespaces removed. On failure the tail of every node's log is printed.
 //
+// NewRegions (regions.go) runs several such regions side by side, joined by
+// the peer link through relays the test can cut, for the disaster suite.
+//
 // Methods of a Cluster may be called from several goroutines.
 package cluster
 
@@ -32,10 +35,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +126,12 @@ type Cluster struct {
 	nodes []*node
 	inst  instanceInfo
 
+	// Several regions (regions.go): sh holds what the regions share (nil
+	// for a lone region); peers maps every other region to the peer URLs
+	// this region's nodes use (--peer), set before the nodes start.
+	sh    *shared
+	peers map[string]string
+
 	mu sync.Mutex // guards the run state of nodes (proc, frozen, memberID, starts)
 }
 
@@ -130,6 +141,7 @@ type node struct {
 	members                           string // --etcd-initial-cluster
 	device, service, control, console int    // ports
 	etcdClient, etcdPeer, mqtt        int
+	peer                              int // peer-link listener (several regions only)
 
 	proc     *process // guarded by Cluster.mu; nil when stopped
 	frozen   bool     // guarded by Cluster.mu
@@ -142,29 +154,53 @@ type node struct {
 func New(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	cfg.setDefaults()
-	c := &Cluster{t: t, cfg: cfg, dir: t.TempDir(), bin: Binary(t)}
-	c.flags = serveFlags(t, c.bin)
-	t.Cleanup(c.cleanup)
-	if err := c.setup(); err != nil {
+	c, err := prepare(t, cfg, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ReadyTimeout)
-	defer cancel()
-	if err := c.bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints(), DialTimeout: 2 * time.Second, Logger: quietLogger()}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.setupInstance(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitHealthy(ctx); err != nil {
+	if err := c.launch(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("cluster: %d nodes up over %s; instance %s (scope %s)", len(c.nodes), c.net.describe(), c.cfg.Instance, c.inst.idScope)
 	return c
+}
+
+// prepare lays the cluster out (network, CA, token, hubs, ports) without
+// starting a node; sh, when set, provides what several regions share.
+// The cluster is torn down when t ends.
+func prepare(t testing.TB, cfg Config, sh *shared) (*Cluster, error) {
+	c := &Cluster{t: t, cfg: cfg, sh: sh}
+	if sh != nil {
+		c.dir, c.bin, c.flags = filepath.Join(sh.dir, cfg.Region), sh.bin, sh.flags
+		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+			return nil, err
+		}
+	} else {
+		c.dir, c.bin = t.TempDir(), Binary(t)
+		c.flags = serveFlags(t, c.bin)
+	}
+	t.Cleanup(c.cleanup)
+	return c, c.setup()
+}
+
+// launch starts the nodes, creates the instance (a lone region) and waits
+// until the cluster is healthy.
+func (c *Cluster) launch() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ReadyTimeout)
+	defer cancel()
+	if err := c.bootstrap(ctx); err != nil {
+		return err
+	}
+	var err error
+	if c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints(), DialTimeout: 2 * time.Second, Logger: quietLogger()}); err != nil {
+		return err
+	}
+	if c.sh == nil {
+		if err := c.setupInstance(ctx); err != nil {
+			return err
+		}
+	}
+	return c.WaitHealthy(ctx)
 }
 
 // bootstrap starts every node and waits until each is ready. On
@@ -228,17 +264,24 @@ func (c *Cluster) setup() error {
 	if c.net, err = c.chooseNetwork(); err != nil {
 		return err
 	}
-	c.caDir = filepath.Join(c.dir, "ca")
-	// Created here, before any node starts: nodes sharing the directory
-	// would otherwise race to create different CAs.
-	if c.ca, err = pki.LoadOrCreateCA(c.caDir); err != nil {
-		return err
-	}
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	c.token = hex.EncodeToString(tok)
-	if err := c.startHubs(); err != nil {
-		return err
+	if c.sh != nil {
+		c.caDir, c.ca, c.token, c.hubs = c.sh.caDir, c.sh.ca, c.sh.token, c.sh.hubs
+		if err := c.net.forward(c.hubs.Port()); err != nil {
+			return err
+		}
+	} else {
+		c.caDir = filepath.Join(c.dir, "ca")
+		// Created here, before any node starts: nodes sharing the directory
+		// would otherwise race to create different CAs.
+		if c.ca, err = pki.LoadOrCreateCA(c.caDir); err != nil {
+			return err
+		}
+		tok := make([]byte, 16)
+		rand.Read(tok)
+		c.token = hex.EncodeToString(tok)
+		if err := c.startHubs(); err != nil {
+			return err
+		}
 	}
 	if err := c.layoutNodes(); err != nil {
 		return err
@@ -293,11 +336,16 @@ func (c *Cluster) layoutNodes() error {
 	}
 	c.dial.byPort = map[string]string{} // the HTTP clients hold c.dial: keep the pointer
 	var members []string
+	var nodes []*node
 	for i := range c.cfg.Nodes {
 		n := &node{name: fmt.Sprintf("node%d", i+1), zone: c.cfg.Zones[i%len(c.cfg.Zones)], ip: c.net.ip(i)}
 		n.dataDir = filepath.Join(c.dir, n.name)
 		n.logPath = filepath.Join(c.dir, n.name+".log")
-		for _, p := range []*int{&n.device, &n.service, &n.control, &n.console, &n.etcdClient, &n.etcdPeer, &n.mqtt} {
+		ports := []*int{&n.device, &n.service, &n.control, &n.console, &n.etcdClient, &n.etcdPeer, &n.mqtt}
+		if c.sh != nil {
+			ports = append(ports, &n.peer)
+		}
+		for _, p := range ports {
 			for *p == 0 || c.dial.byPort[strconv.Itoa(*p)] != "" { // a port freed a moment ago may come back
 				a, err := netutil.FreeLoopbackAddr()
 				if err != nil {
@@ -308,11 +356,14 @@ func (c *Cluster) layoutNodes() error {
 			c.dial.byPort[strconv.Itoa(*p)] = n.ip
 		}
 		members = append(members, n.name+"=http://"+n.addr(n.etcdPeer))
-		c.nodes = append(c.nodes, n)
+		nodes = append(nodes, n)
 	}
-	for _, n := range c.nodes {
+	for _, n := range nodes {
 		n.members = strings.Join(members, ",")
 	}
+	c.mu.Lock() // peerAddr reads c.nodes from proxy goroutines
+	c.nodes = nodes
+	c.mu.Unlock()
 	return nil
 }
 
@@ -331,6 +382,12 @@ func (c *Cluster) args(n *node) []string {
 	}
 	if c.flags["mqtt-addr"] { // MQTT listens on all interfaces by default
 		a = append(a, "--mqtt-addr", n.addr(n.mqtt))
+	}
+	if n.peer != 0 {
+		a = append(a, "--peer-addr", n.addr(n.peer))
+		for _, r := range slices.Sorted(maps.Keys(c.peers)) {
+			a = append(a, "--peer", r+"="+c.peers[r])
+		}
 	}
 	return append(a, c.cfg.ExtraArgs...)
 }
@@ -362,7 +419,7 @@ func (c *Cluster) cleanup() {
 	if c.etcd != nil {
 		c.etcd.Close()
 	}
-	if c.hubs != nil {
+	if c.hubs != nil && c.sh == nil {
 		c.hubs.Close()
 	}
 	if c.net != nil {
@@ -370,7 +427,7 @@ func (c *Cluster) cleanup() {
 	}
 	if c.t.Failed() {
 		for _, n := range c.nodes {
-			c.t.Logf("cluster: last lines of %s (%s):\n%s", n.name, n.logPath, tail(n.logPath, 40))
+			c.t.Logf("cluster: last lines of %s/%s (%s):\n%s", c.cfg.Region, n.name, n.logPath, tail(n.logPath, 40))
 		}
 	}
 }
