@@ -7,6 +7,7 @@
 //	DELETE /opendps/region/members/{name}?force=true remove a member
 //	POST   /opendps/region/members/{name}/promote   make a learner vote
 //	POST   /opendps/region/snapshot                 stream an etcd snapshot (application/octet-stream)
+//	...    /opendps/region/{failover,fence,instances/{name}/failover,lost-writes}: disaster recovery (dr.go)
 //
 // Errors are in the DPS shape (internal/apierr): 400 for a malformed
 // request or an external cluster, 404 for an unknown member, 409 for a
@@ -53,8 +54,12 @@ type Config struct {
 	Region Region
 	// Log receives failures; nil discards.
 	Log *slog.Logger
-	// Timeout bounds the operations other than the snapshot (0: 15s).
+	// Timeout bounds the operations other than the snapshot and failover
+	// (0: 15s).
 	Timeout time.Duration
+	// DR serves failover, fencing and lost-writes reports (dr.go); nil:
+	// those routes answer 404.
+	DR DR
 }
 
 // New returns the handler of the region API. It is safe for concurrent use.
@@ -77,6 +82,9 @@ func New(cfg Config) (http.Handler, error) {
 	handle("DELETE "+PathMembers+"/{name}", h.remove)
 	handle("POST "+PathMembers+"/{name}/promote", h.promote)
 	handle("POST "+PathSnapshot, h.snapshot)
+	if cfg.DR != nil {
+		h.mountDR(handle, cfg.DR)
+	}
 	handle(PathStatus+"/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierr.New(apierr.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path)
 	})
