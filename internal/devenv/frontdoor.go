@@ -2,63 +2,126 @@ package devenv
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/opendps/opendps/internal/frontdoor"
+	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
 // The front door of a multi-region deployment (`opendps frontdoor`,
 // internal/frontdoor; docs/dr-design.md): a TCP pass-through with one
-// listener per API that health-checks every region's nodes and passes
-// each connection to the first healthy region in order (the first
-// group's regions first).
-//
-// TODO(frontdoor): internal/frontdoor was not in the tree when this was
-// written. Once it is, startFrontDoor builds it from frontDoorBackends:
-// in process with frontdoor.New(...) + Run (its Close in frontDoor), or,
-// with MultiProcess, as a child `opendps frontdoor ...` started with
-// d.startChild (its *Process kept in frontDoorProcess for the PID in
-// connection.json). Until then no front door runs, d.FrontDoor is nil,
-// connection.json has no frontDoor and its top-level endpoints are the
-// first region's node1 (TestMultiRegion skips its front-door checks).
+// listener per API that health-checks every region's nodes (/readyz) and
+// passes each connection to the first healthy region in order (the first
+// group's regions first). It runs in this process, or as a child process
+// `opendps frontdoor ...` with MultiProcess.
 
 // frontDoor is the running front door.
 type frontDoor interface {
-	// Close stops its listeners and waits for them.
+	// Close stops it.
 	Close()
 	// Info is what connection.json says about it.
 	Info() dpsclient.FrontDoorInfo
 }
 
-// frontDoorBackend is one region as the front door sees it: where to pass
-// each API's connections, and what to probe.
-type frontDoorBackend struct {
-	Region                string
-	Device, MQTT, Service []string // host:port of every node
-	Health                []string // https://.../readyz of every node
-}
-
-// frontDoorBackends lists the regions in the order the front door
-// prefers them.
-func (d *Deployment) frontDoorBackends() []frontDoorBackend {
-	var out []frontDoorBackend
+// frontDoorRegions lists the regions in the order the front door prefers
+// them, with every node's listeners and readiness URL.
+func (d *Deployment) frontDoorRegions() []frontdoor.Region {
+	var out []frontdoor.Region
 	for _, r := range d.Regions {
-		b := frontDoorBackend{Region: r.Name}
+		fr := frontdoor.Region{Name: r.Name}
 		for _, c := range r.configs {
-			b.Device = append(b.Device, c.DeviceAddr)
-			b.MQTT = append(b.MQTT, c.MQTTAddr)
-			b.Service = append(b.Service, c.ServiceAddr)
-			b.Health = append(b.Health, "https://localhost:"+port(c.ControlAddr)+"/readyz")
+			fr.Nodes = append(fr.Nodes, frontdoor.Node{Device: c.DeviceAddr, MQTT: c.MQTTAddr, Service: c.ServiceAddr,
+				Ready: "https://localhost:" + port(c.ControlAddr) + "/readyz"})
 		}
-		out = append(out, b)
+		out = append(out, fr)
 	}
 	return out
 }
 
-// startFrontDoor starts the front door on the listeners of fp (see the
-// TODO above: for now it starts nothing).
+// startFrontDoor starts the front door on the listeners of fp.
 func (d *Deployment) startFrontDoor(ctx context.Context, fp *frontDoorPorts) error {
-	_ = d.frontDoorBackends() // TODO(frontdoor): pass these and fp to internal/frontdoor
+	info := dpsclient.FrontDoorInfo{DeviceEndpoint: "localhost:" + port(fp.Device),
+		MQTTEndpoint: "localhost:" + port(fp.MQTT), ServiceEndpoint: "localhost:" + port(fp.Service), PID: os.Getpid()}
+	caFile := filepath.Join(d.opts.DataDir, "tls", pki.CAFile)
+	if d.opts.MultiProcess {
+		args := []string{"frontdoor", "--device-addr", fp.Device, "--mqtt-addr", fp.MQTT, "--service-addr", fp.Service,
+			"--ready-ca", caFile, "--log-level", d.opts.LogLevel}
+		for _, r := range d.frontDoorRegions() {
+			var nodes []string
+			for _, n := range r.Nodes {
+				nodes = append(nodes, n.Device+"/"+n.MQTT+"/"+n.Service+"/"+n.Ready)
+			}
+			args = append(args, "--region", r.Name+"="+strings.Join(nodes, ","))
+		}
+		p, err := d.startChild("frontdoor", "", args)
+		if err != nil {
+			return err
+		}
+		info.PID, info.Command = p.PID(), p.Command
+		d.FrontDoor = &procFrontDoor{p: p, info: info}
+		return waitListening(ctx, fp.Device, p)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	fd, err := frontdoor.New(frontdoor.Config{DeviceAddr: fp.Device, MQTTAddr: fp.MQTT, ServiceAddr: fp.Service,
+		Regions: d.frontDoorRegions(), ReadyTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		Log: d.opts.Logger})
+	if err != nil {
+		return err
+	}
+	go d.forward(fd.Err())
+	d.FrontDoor = &inprocFrontDoor{fd: fd, info: info}
 	return nil
+}
+
+type inprocFrontDoor struct {
+	fd   *frontdoor.FrontDoor
+	info dpsclient.FrontDoorInfo
+}
+
+func (f *inprocFrontDoor) Close()                        { f.fd.Close() }
+func (f *inprocFrontDoor) Info() dpsclient.FrontDoorInfo { return f.info }
+
+type procFrontDoor struct {
+	p    *Process
+	info dpsclient.FrontDoorInfo
+}
+
+func (f *procFrontDoor) Close()                        { f.p.Stop() }
+func (f *procFrontDoor) Info() dpsclient.FrontDoorInfo { return f.info }
+
+// waitListening waits until addr accepts connections, p exits, or
+// processReady passes.
+func waitListening(ctx context.Context, addr string, p *Process) error {
+	ctx, cancel := context.WithTimeout(ctx, processReady)
+	defer cancel()
+	for {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("front door exited before it listened (%v)", p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("front door not listening on %s: %w", addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // frontDoorInfo is connection.json's frontDoor, nil without a front door.

@@ -94,14 +94,28 @@ func TestMultiRegion(t *testing.T) {
 		t.Errorf("residency service endpoint %s: want brazilsouth's own service listener", res.ServiceEndpoint)
 	}
 	if conn.FrontDoor == nil {
-		t.Log("no front door yet (internal/frontdoor not wired): front door checks skipped")
-		if conn.DeviceEndpoint != conn.Regions[0].DeviceEndpoints[0] {
-			t.Errorf("device endpoint %s, want westeurope node1's %s without a front door", conn.DeviceEndpoint, conn.Regions[0].DeviceEndpoints[0])
-		}
-	} else if conn.DeviceEndpoint != conn.FrontDoor.DeviceEndpoint || conn.MQTTEndpoint != conn.FrontDoor.MQTTEndpoint ||
-		!strings.HasSuffix(conn.ServiceEndpoint, conn.FrontDoor.ServiceEndpoint[strings.LastIndex(conn.FrontDoor.ServiceEndpoint, ":"):]) {
-		t.Errorf("top-level endpoints %s %s %s: want the front door's %+v", conn.DeviceEndpoint, conn.MQTTEndpoint, conn.ServiceEndpoint, conn.FrontDoor)
+		t.Fatal("connection.json has no front door")
 	}
+	if fd := conn.FrontDoor; conn.DeviceEndpoint != fd.DeviceEndpoint || conn.MQTTEndpoint != fd.MQTTEndpoint ||
+		conn.ServiceEndpoint != DefaultInstance+"."+fd.ServiceEndpoint || fd.PID != os.Getpid() {
+		t.Errorf("top-level endpoints %s %s %s: want the front door's %+v (in this process)", conn.DeviceEndpoint, conn.MQTTEndpoint, conn.ServiceEndpoint, fd)
+	}
+	// The default instance's service API through the front door (TLS end
+	// to end, to westeurope).
+	func() {
+		hc, err := dpsclient.HTTPClient(conn.CACertificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hc.CloseIdleConnections()
+		svc, err := dpsclient.NewService(conn.ServiceConnectionString, hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := svc.QueryEnrollments(ctx, 10, ""); err != nil {
+			t.Errorf("service API through the front door: %v", err)
+		}
+	}()
 
 	// Node configurations: no "*" hosting, peers = every other region.
 	for _, r := range d.Regions {
@@ -199,7 +213,8 @@ func TestMultiRegion(t *testing.T) {
 	}
 	if !slices.EqualFunc(conn.Regions, conn2.Regions, func(a, b dpsclient.RegionInfo) bool {
 		return slices.Equal(a.ControlURLs, b.ControlURLs) && slices.Equal(a.PeerURLs, b.PeerURLs) && slices.Equal(a.DeviceEndpoints, b.DeviceEndpoints)
-	}) || !slices.Equal(conn.Instances, conn2.Instances) || conn.OperatorToken != conn2.OperatorToken {
+	}) || !slices.Equal(conn.Instances, conn2.Instances) || conn.OperatorToken != conn2.OperatorToken ||
+		conn2.FrontDoor == nil || conn2.DeviceEndpoint != conn.DeviceEndpoint || conn2.ServiceEndpoint != conn.ServiceEndpoint {
 		t.Errorf("after restart:\n regions %+v\n instances %+v\nwant\n regions %+v\n instances %+v", conn2.Regions, conn2.Instances, conn.Regions, conn.Instances)
 	}
 	checkInstances()

@@ -73,6 +73,8 @@ type FrontDoorInfo struct {
 	MQTTEndpoint    string `json:"mqttEndpoint"`    // host:port, MQTT over TLS
 	ServiceEndpoint string `json:"serviceEndpoint"` // host:port of the service APIs
 	PID             int    `json:"pid,omitempty"`
+	// Command starts it again (`opendps dev --multi-process`).
+	Command []string `json:"command,omitempty"`
 }
 
 // RegionControl returns the control URLs of region, or nil.
