@@ -50,6 +50,11 @@ type Error struct {
 	Message string // safe to show
 	Cause   error  // internal, logged only
 	Header  http.Header
+	// Forwarded marks an error answered by another region for a request
+	// this node only passed on: it is not logged here beyond its code, so
+	// that nothing identifying a residency instance's devices is written
+	// outside its region (docs/dr.md).
+	Forwarded bool
 }
 
 func (e *Error) Error() string {
@@ -90,10 +95,16 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		e = Wrap(err, CodeInternal, "Internal error.")
 	}
 	tid := uuid.NewString()
-	if e.Status >= 500 && log != nil {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "tracking_id", tid, "err", err)
-	} else if log != nil {
-		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
+	// Paths carry ID scopes and registration ids: log the route pattern
+	// (empty outside a ServeMux), never the path (docs/dr.md).
+	switch {
+	case log == nil:
+	case e.Forwarded:
+		log.Debug("forwarded request refused", "method", r.Method, "status", e.Status, "code", e.Code, "tracking_id", tid)
+	case e.Status >= 500:
+		log.Error("request failed", "method", r.Method, "pattern", r.Pattern, "tracking_id", tid, "err", err)
+	default:
+		log.Debug("request refused", "method", r.Method, "pattern", r.Pattern, "code", e.Code, "err", err)
 	}
 	h := w.Header()
 	for k, v := range e.Header {
@@ -121,7 +132,7 @@ func Handler(log *slog.Logger, h HandlerFunc) http.Handler {
 					panic(p)
 				}
 				if log != nil {
-					log.Error("handler panic", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+					log.Error("handler panic", "pattern", r.Pattern, "panic", p, "stack", string(debug.Stack()))
 				}
 				Write(w, r, nil, New(CodeInternal, "Internal error."))
 			}

@@ -134,7 +134,7 @@ func errorOf(resp *http.Response, raw []byte) *apierr.Error {
 		return unavailable("The region serving this ID scope answered unexpectedly; retry.",
 			errors.New("forward: peer answered "+resp.Status))
 	}
-	e := &apierr.Error{Status: resp.StatusCode, Code: b.ErrorCode, Message: b.Message}
+	e := &apierr.Error{Status: resp.StatusCode, Code: b.ErrorCode, Message: b.Message, Forwarded: true}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.Header = http.Header{"Retry-After": []string{ra}}
 	}

@@ -124,8 +124,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}).ServeHTTP(sw, r)
 	d := time.Since(start)
 	h.metrics.observe(rt.kind, sw.code(), d)
-	h.log.Debug("device request", "route", rt.kind.String(), "status", sw.code(),
-		"registration_id", clip(rt.regID), "op_id", clip(rt.opID), "request_id", reqID,
+	// No registration id or scope: the request may be one this node only
+	// forwards (data residency, docs/dr.md); the serving engine logs them.
+	h.log.Debug("device request", "route", rt.kind.String(), "status", sw.code(), "request_id", reqID,
 		"client_request_id", clip(r.Header.Get(headerClientRequestID)), "duration", d)
 }
 

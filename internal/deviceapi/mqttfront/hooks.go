@@ -211,8 +211,9 @@ func (s *Server) newSession(c *conn, u username, password string) *session {
 		sess.packets = rate.NewLimiter(rate.Limit(s.lim.PacketRate), max(s.lim.PacketBurst, 1))
 	}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
-	sess.log = s.log.With("registration_id", u.RegistrationID, "id_scope", u.IDScope,
-		"client_addr", c.ip, "transport", c.transport, "client_version", clipID(u.ClientVersion))
+	// No registration id or scope: the session may be one this node only
+	// forwards (data residency, docs/dr.md); the serving engine logs them.
+	sess.log = s.log.With("client_addr", c.ip, "transport", c.transport, "client_version", clipID(u.ClientVersion))
 	return sess
 }
 
