@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/opendps/opendps/internal/dr"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/forward"
 	"github.com/opendps/opendps/internal/peer"
@@ -72,7 +73,27 @@ func (n *Node) mountPeer(mux *http.ServeMux) {
 		n.fwdDevice.Mount(mux)
 		n.fwdService.Mount(mux)
 	}
+	if n.failover != nil {
+		mux.Handle("POST "+dr.PathPeerFence, n.failover.FenceHandler(peer.RegionOf))
+	}
 }
+
+// newFailover makes the failover manager (internal/dr). It exists without
+// a peer link too: a failover then relies on the old region having been
+// fenced through its own control API (or --force).
+func (n *Node) newFailover() error {
+	m, err := dr.New(dr.Config{Store: n.store, Region: n.cfg.Region, Catalog: n.catalog, Peer: n.peerClient,
+		Cooldown: n.cfg.FailoverCooldown, Log: n.log.With("component", "dr")})
+	if err != nil {
+		return err
+	}
+	n.failover = m
+	return nil
+}
+
+// Failover returns the failover manager (the replicator demotes through
+// it), nil before the node's handlers are made.
+func (n *Node) Failover() *dr.Manager { return n.failover }
 
 // withForwarding wraps the engine and the service API handler so that
 // requests for instances primary in another region are forwarded there

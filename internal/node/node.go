@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
+	"github.com/opendps/opendps/internal/dr"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/forward"
@@ -51,6 +52,7 @@ type Node struct {
 	peerMux    *http.ServeMux   // handlers of the peer listener
 	fwdDevice  *forward.Device  // the engine, forwarding to other regions; nil without a peer link
 	fwdService *forward.Service // the service API, proxying to other regions; nil without a peer link
+	failover   *dr.Manager      // fences, promotes and demotes instances; set by mountRegion
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address

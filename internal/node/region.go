@@ -98,7 +98,10 @@ func (n *Node) watchMember() {
 // mountRegion serves the region API (internal/regionapi), operator token
 // required.
 func (n *Node) mountRegion(mux *http.ServeMux) error {
-	h, err := regionapi.New(regionapi.Config{Region: n.region, Log: n.log.With("component", "regionapi")})
+	if err := n.newFailover(); err != nil {
+		return err
+	}
+	h, err := regionapi.New(regionapi.Config{Region: n.region, DR: n.failover, Log: n.log.With("component", "regionapi")})
 	if err != nil {
 		return err
 	}
