@@ -212,7 +212,11 @@ func startEmbedded(ctx context.Context, cfg Config) (e *embed.Etcd, err error) {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.QuotaBackendBytes = cfg.QuotaBytes
-	ec.MaxTxnOps = embeddedMaxOps
+	// Headroom above what the committer sends: replication applies one
+	// source revision (up to embeddedMaxOps operations, about the request
+	// limit in bytes) plus its own keys in one transaction.
+	ec.MaxTxnOps = embeddedMaxOps + 64
+	ec.MaxRequestBytes = 2 * embed.DefaultMaxRequestBytes
 	ec.ZapLoggerBuilder = etcdLogger()
 	started, err := embed.StartEtcd(ec)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opendps/opendps/internal/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -93,6 +94,7 @@ type Store struct {
 	committer *committer
 	dirs      sync.Map // instance -> cachedDir
 	closed    atomic.Bool
+	writeGate atomic.Pointer[func(context.Context, *model.DirEntry) error] // SetWriteGate
 }
 
 // hostsPrimary reports whether an instance whose primary is region may be

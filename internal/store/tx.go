@@ -161,8 +161,25 @@ func (s *Store) begin(ctx context.Context, instance string) (*Tx, error) {
 		s.forgetDir(instance)
 		return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
 	}
+	if gate := s.writeGate.Load(); gate != nil {
+		if err := (*gate)(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	return &Tx{s: s, ctx: ctx, dir: d, dirRaw: raw,
 		reads: map[string]int64{}, writes: map[string][]byte{}, deletes: map[string]bool{}}, nil
+}
+
+// SetWriteGate installs gate, which every write to an instance consults
+// after the fence check and which may refuse it (the DR start gate,
+// replicate.StartGate, answers ErrUnavailable); nil removes it. It must be
+// cheap: it runs on every write.
+func (s *Store) SetWriteGate(gate func(ctx context.Context, d *model.DirEntry) error) {
+	if gate == nil {
+		s.writeGate.Store(nil)
+		return
+	}
+	s.writeGate.Store(&gate)
 }
 
 // cachedDir is a directory entry as last read. A stale one is harmless: the
