@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -119,4 +122,95 @@ func waitRegion(t *testing.T, ctl *dpsclient.Control, what string, ok func(*dpsc
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s: not within 30s; last status %s", what, last)
+}
+
+// TestDevRegionsMultiProcess runs two paired regions of one zone each
+// with every node and the front door in its own process, checks that
+// connection.json gives each its pid, command and region, then kills the
+// whole first region as a laptop user would (its pids) and checks that the
+// other region and the front door keep answering.
+func TestDevRegionsMultiProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs SIGKILL and process groups")
+	}
+	if testing.Short() {
+		t.Skip("starts three processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := []string{mainHelperEnv + "=1", "OPENDPS_OPERATOR_TOKEN="}
+	var d *devenv.Deployment
+	var err error
+	for range 3 { // ports are picked free, then bound by the children: another test may take one meanwhile
+		d, err = devenv.Start(ctx, devenv.Options{DataDir: t.TempDir(), LogLevel: "error", MultiProcess: true, Zones: 1,
+			Regions:    []devenv.RegionGroup{{"westeurope", "northeurope"}},
+			Executable: os.Args[0], Args: []string{"-test.run=^TestMainHelperProcess$", "-test.count=1", "--"}, Env: env})
+		if err == nil {
+			break
+		}
+		t.Logf("start: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	conn, err := dpsclient.LoadConnection(d.ConnectionPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[int]string{}
+	for _, n := range conn.Nodes {
+		if n.PID == os.Getpid() || n.PID == 0 || len(n.Command) == 0 || n.Region == "" {
+			t.Fatalf("node %s/%s: pid %d, command %q: want a child process, its command and region", n.Region, n.Name, n.PID, n.Command)
+		}
+		pids[n.PID] = n.Region
+	}
+	fd := conn.FrontDoor
+	if fd == nil || fd.PID == os.Getpid() || fd.PID == 0 || len(fd.Command) == 0 || pids[fd.PID] != "" {
+		t.Fatalf("front door %+v: want its own child process and command", fd)
+	}
+	if len(conn.Nodes) != 2 || len(pids) != 2 || conn.DeviceEndpoint != fd.DeviceEndpoint {
+		t.Fatalf("connection.json nodes = %+v, device endpoint %s: want two processes and the front door's endpoint", conn.Nodes, conn.DeviceEndpoint)
+	}
+	hc, err := dpsclient.HTTPClient(conn.CACertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := dpsclient.NewService(conn.ServiceConnectionString, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.QueryEnrollments(ctx, 1, ""); err != nil {
+		t.Fatalf("service API through the front door: %v", err)
+	}
+
+	// West Europe is lost: kill its node by the pid connection.json gives.
+	for pid, region := range pids {
+		if region == "westeurope" {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ne := dpsclient.NewControl(conn.RegionControl("northeurope")[0], conn.OperatorToken, hc)
+	waitRegion(t, ne, "northeurope healthy", func(st *dpsclient.RegionStatus) bool { return st.Quorum })
+	// The front door now passes the device API to North Europe: a TLS
+	// handshake through it completes.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tc, err := dpsclient.DeviceTLSConfig(conn.CACertificate, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.ServerName = "localhost"
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", "127.0.0.1"+fd.DeviceEndpoint[strings.LastIndex(fd.DeviceEndpoint, ":"):], tc)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("front door with westeurope lost: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
