@@ -5,9 +5,9 @@
 // regions.go) every region is such a cluster, the regions are joined by
 // the peer link, a front door passes device and service connections to
 // the first healthy region, and a second default instance keeps its data
-// in its region (data residency). The nodes run in this process, or each in its own
-// child process (`opendps serve`, Options.MultiProcess) so that one can be
-// killed to try a zone failure. `opendps dev` is a thin wrapper; end-to-end
+// in its region (data residency). The nodes run in this process, or each
+// in its own child process (`opendps serve`, Options.MultiProcess) so
+// that one can be killed to try a zone (or region) failure. `opendps dev` is a thin wrapper; end-to-end
 // tests use it directly (in process).
 //
 // Everything lives in one directory: the shared CA (tls/) and operator
@@ -99,8 +99,7 @@ type Deployment struct {
 	Procs []*Process
 	// Regions are the regions (one for a single-region deployment).
 	Regions []*Region
-	// FrontDoor runs with several regions (nil while internal/frontdoor
-	// is not wired; see frontdoor.go).
+	// FrontDoor runs with several regions (nil with one; frontdoor.go).
 	FrontDoor frontDoor
 	Hubs      *hubsim.Server
 	Conn      *dpsclient.Connection
