@@ -47,7 +47,7 @@ func controlClient() (*dpsclient.Control, error) {
 func instanceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "instance", Short: "Create, show, list and delete DPS instances"}
 	addARMFlags(cmd)
-	cmd.AddCommand(instanceCreateCmd(), instanceShowCmd(), instanceListCmd(), instanceDeleteCmd(), instanceKeysCmd())
+	cmd.AddCommand(instanceCreateCmd(), instanceShowCmd(), instanceListCmd(), instanceDeleteCmd(), instanceKeysCmd(), instanceFailoverCmd())
 	return cmd
 }
 
