@@ -94,4 +94,3 @@ func (g *StartGate) peer(region string) *peerGate {
 	}
 	return p
 }
-

@@ -3,11 +3,11 @@ package replicate
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"hash/crc32"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"strings"
 	"sync"
