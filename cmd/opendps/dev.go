@@ -124,6 +124,9 @@ func printConnection(w io.Writer, d *devenv.Deployment) {
 			fmt.Fprintf(w, "  restart %s/%s with: %s\n", n.Region, n.Name, shellJoin(n.Command))
 		}
 	}
+	if fd := c.FrontDoor; fd != nil && len(fd.Command) > 0 {
+		fmt.Fprintf(w, "  restart the front door with: %s\n", shellJoin(fd.Command))
+	}
 }
 
 // shellJoin quotes args for a POSIX shell where needed.

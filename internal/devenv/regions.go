@@ -44,7 +44,8 @@ const ResidencyInstance = "residency"
 var DefaultRegions = []RegionGroup{{"westeurope", "northeurope"}, {"brazilsouth", "southcentralus"}}
 
 // RegionsSyntax documents ParseRegions for --help texts.
-const RegionsSyntax = `groups of regions separated by commas, the regions of a group by colons
+const RegionsSyntax = `groups of paired regions
+separated by commas, the regions of a group by colons
 ("westeurope:northeurope,brazilsouth:southcentralus"), or a count N: the
 first N of those four (1: one region, westeurope or --region, as before
 disaster recovery)`
