@@ -37,6 +37,7 @@ import (
 //	rs.Region("northeurope").Control(0)   // ... region failover ...
 //	rs.StartRegion(ctx, "westeurope")     // it comes back
 //	rs.CutLink("westeurope", "northeurope")
+//	fd, _ := rs.StartFrontDoor()           // the global endpoint, in the test process
 
 // RegionsConfig describes several regions. Zero fields take the defaults
 // noted.

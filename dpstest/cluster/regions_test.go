@@ -12,6 +12,7 @@ import (
 	"github.com/opendps/opendps/dpstest/cluster"
 	"github.com/opendps/opendps/internal/peer"
 	"github.com/opendps/opendps/internal/pki"
+	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
 // TestRegions runs two paired regions of one node each as processes and
@@ -108,9 +109,33 @@ func TestRegions(t *testing.T) {
 		t.Fatalf("hello after MendLink: %v", err)
 	}
 
+	// The front door: the instance's service API through it (to
+	// westeurope), and its routes once westeurope is lost.
+	fd, err := rs.StartFrontDoor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := fd.Status().Routes["service"]; r != "westeurope" {
+		t.Fatalf("front door routes the service API to %q, want westeurope", r)
+	}
+	svcHost := "drinstance." + cluster.LocalEndpoint(fd.Addr("service"))
+	svc, err := dpsclient.NewService("HostName="+svcHost+";SharedAccessKeyName="+in.KeyName+";SharedAccessKey="+in.Key, we.HTTPClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.QueryEnrollments(ctx, 1, ""); err != nil {
+		t.Fatalf("service API through the front door: %v", err)
+	}
+
 	// A region lost, then back.
 	if err := rs.KillRegion("westeurope"); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); fd.Status().Routes["device"] != "northeurope"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("front door routes %v 10s after westeurope was lost, want northeurope", fd.Status().Routes)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if we.Running(0) {
 		t.Fatal("westeurope still runs after KillRegion")
