@@ -198,7 +198,7 @@ func (m *Manager) drain(ctx context.Context, from string, cs []*candidate, fence
 		case it.Status != model.FenceFenced:
 			c.item.Status, c.item.Reason = model.FailoverRefused, fmt.Sprintf("%s did not fence it: %s", from, it.Reason)
 		default:
-			rs, err := m.waitRev(ctx, c.e.d.Name, it.SourceRev)
+			rs, err := m.waitRev(ctx, c.e.d.Name, drainTarget(it))
 			if err == nil {
 				c.rs = rs
 				ok = append(ok, c)
@@ -218,6 +218,16 @@ func (m *Manager) drain(ctx context.Context, from string, cs []*candidate, fence
 		}
 	}
 	return ok
+}
+
+// drainTarget is the source revision a destination must reach to hold
+// every write of a fenced instance: DataRev (a stream that carries the
+// fence itself reaches SourceRev, which is later).
+func drainTarget(it model.FenceItem) int64 {
+	if it.DataRev > 0 {
+		return it.DataRev
+	}
+	return it.SourceRev
 }
 
 // waitRev waits until the ReplState of instance reached rev.

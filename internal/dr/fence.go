@@ -10,6 +10,8 @@ import (
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/peer"
+	"github.com/opendps/opendps/internal/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Fence fences instances primary in this region: role fenced at the same
@@ -119,7 +121,7 @@ func (m *Manager) fenceOne(ctx context.Context, e *entry, req FenceRequest, call
 		it.Status = status
 		if d.Role == to { // done before: idempotent
 			it.SourceRev = e.modRev
-			return it, nil
+			return m.withDataRev(ctx, it, req.Undo)
 		}
 		if d.Role != from {
 			it.Status, it.Reason = model.FenceRefused, fmt.Sprintf("instance %s is %s here", d.Name, d.Role)
@@ -132,7 +134,7 @@ func (m *Manager) fenceOne(ctx context.Context, e *entry, req FenceRequest, call
 		}
 		if ok {
 			it.Role, it.SourceRev = to, resp.Header.Revision
-			return it, nil
+			return m.withDataRev(ctx, it, req.Undo)
 		}
 		if e, err = m.dir(ctx, d.Name); err != nil {
 			return it, err
@@ -220,4 +222,42 @@ func APIError(err error) error {
 		return apierr.Wrap(err, apierr.CodeConflict, "%s", msg)
 	}
 	return apierr.Wrap(err, apierr.CodeUnavailable, "%s", msg)
+}
+
+// withDataRev sets it.DataRev, the last revision that changed the fenced
+// instance's prefix: the highest mod revision of its keys (one sorted
+// read of the prefix, on the old primary, for a planned failover), or a
+// later deletion found in the history up to the fence.
+func (m *Manager) withDataRev(ctx context.Context, it model.FenceItem, undo bool) (model.FenceItem, error) {
+	if undo {
+		return it, nil
+	}
+	prefix := store.InstancePrefix(it.Instance)
+	rctx, cancel := context.WithTimeout(ctx, opTimeout)
+	resp, err := m.kv.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	cancel()
+	if err != nil {
+		return it, unavailable(err)
+	}
+	if len(resp.Kvs) > 0 {
+		it.DataRev = resp.Kvs[0].ModRevision
+	}
+	if it.DataRev+1 >= it.SourceRev {
+		return it, nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
+	evs, err := m.history(hctx, prefix, true, it.DataRev+1, it.SourceRev)
+	if err != nil {
+		// Compacted or unreadable: a trailing delete may be missed.
+		m.log.Warn("fence: history after the last write unreadable", "instance", it.Instance, "err", err)
+		return it, nil
+	}
+	for _, ev := range evs {
+		if ev.Kv.ModRevision < it.SourceRev {
+			it.DataRev = max(it.DataRev, ev.Kv.ModRevision)
+		}
+	}
+	return it, nil
 }

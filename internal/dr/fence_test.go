@@ -18,6 +18,13 @@ func TestFence(t *testing.T) {
 	wr, _ := createDR(t, name)
 	ctx := ctxT(t)
 	m := m2(t, wr)
+	if _, err := write(ctx, wr, name, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(ctx, wr, name, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	delRev := headRev(t, wr) // a trailing delete: the last change of the prefix
 	res, err := m.Fence(ctx, FenceRequest{Instances: []string{name}, NewPrimary: ne})
 	if err != nil {
 		t.Fatal(err)
@@ -26,10 +33,13 @@ func TestFence(t *testing.T) {
 	if len(res.Items) != 1 || res.Items[0].Status != model.FenceFenced || res.Items[0].SourceRev != rev || res.Items[0].Epoch != 1 {
 		t.Errorf("fence = %+v, want fenced at the entry's revision %d", res, rev)
 	}
+	if res.Items[0].DataRev != delRev {
+		t.Errorf("data rev = %d, want the trailing delete's %d", res.Items[0].DataRev, delRev)
+	}
 	_, err = write(ctx, wr, name, "x")
 	wantFenced(t, err, "write after a fence")
 	again, err := m.Fence(ctx, FenceRequest{Instances: []string{name}})
-	if err != nil || again.Items[0].SourceRev != rev || again.Items[0].Status != model.FenceFenced {
+	if err != nil || again.Items[0].SourceRev != rev || again.Items[0].DataRev != delRev || again.Items[0].Status != model.FenceFenced {
 		t.Errorf("second fence = %+v %v, want the same revision", again, err)
 	}
 	if _, err := m.Fence(ctx, FenceRequest{Instances: []string{name}, NewPrimary: "brazilsouth"}); err == nil {

@@ -34,6 +34,11 @@ type FenceItem struct {
 	// carries the fence itself (it watches the directory key), so a
 	// destination whose ReplState.Rev reached it holds every write.
 	SourceRev int64 `json:"sourceRev"`
+	// DataRev is the last revision that changed the instance's prefix
+	// before the fence (<= SourceRev): a stream that watches the prefix
+	// only reaches it, not SourceRev. A destination at DataRev or later
+	// holds every write.
+	DataRev int64 `json:"dataRev"`
 }
 
 // FenceResult is the answer of a fence.
