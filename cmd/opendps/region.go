@@ -26,7 +26,8 @@ func regionCmd() *cobra.Command {
 	member.AddCommand(memberListCmd(), memberAddCmd(), memberRemoveCmd(), memberPromoteCmd())
 	snapshot := &cobra.Command{Use: "snapshot", Short: "Back up the region's state (etcd snapshot) and restore it"}
 	snapshot.AddCommand(snapshotSaveCmd(), snapshotRestoreCmd())
-	cmd.AddCommand(regionStatusCmd(), member, snapshot, regionFailoverCmd(), regionFenceCmd(), lostWritesCmd())
+	cmd.AddCommand(regionStatusCmd(), member, snapshot, regionFailoverCmd(), regionFenceCmd(), lostWritesCmd(),
+		regionReplicationCmd())
 	return cmd
 }
 

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,7 +13,10 @@ import (
 	"github.com/opendps/opendps/internal/dr"
 	"github.com/opendps/opendps/internal/engine"
 	"github.com/opendps/opendps/internal/forward"
+	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/peer"
+	"github.com/opendps/opendps/internal/regionapi"
+	"github.com/opendps/opendps/internal/replicate"
 )
 
 // Disaster recovery wiring (docs/dr-design.md): the peer link between
@@ -76,7 +81,57 @@ func (n *Node) mountPeer(mux *http.ServeMux) {
 	if n.failover != nil {
 		mux.Handle("POST "+dr.PathPeerFence, n.failover.FenceHandler(peer.RegionOf))
 	}
+	n.startReplication(mux)
 }
+
+// startReplication mounts the replication sink (repl/{instance}/hello and
+// apply), closes writes of DR-enabled primary instances until the start
+// gate opens, and starts this node's candidate for the region's
+// replicator (internal/replicate). Only with a peer link.
+func (n *Node) startReplication(mux *http.ServeMux) {
+	log := n.log.With("component", "replicate")
+	sink, err := replicate.NewSink(replicate.SinkConfig{Store: n.store, Region: n.cfg.Region,
+		Demoter: nodeDemoter{n}, Log: log})
+	if err != nil {
+		log.Error("replication sink not started", "err", err)
+		return
+	}
+	sink.Mount(mux)
+	gate := replicate.NewStartGate(n.store, time.Now(), n.cfg.DRStartGrace)
+	n.store.SetWriteGate(gate.Check)
+	src, err := replicate.NewSource(replicate.Config{Store: n.store, Peer: n.peerClient, Demoter: nodeDemoter{n},
+		Name: n.cfg.Name, Log: log})
+	if err != nil {
+		log.Error("replicator not started", "err", err)
+		return
+	}
+	n.repl = src
+	src.Start()
+}
+
+// nodeDemoter demotes through the failover manager (internal/dr), looked
+// up at call time.
+type nodeDemoter struct{ n *Node }
+
+func (d nodeDemoter) Demote(ctx context.Context, instance string, newDir model.DirEntry, ackedRev int64) error {
+	if d.n.failover == nil {
+		return errors.New("node: no failover manager to demote with")
+	}
+	return d.n.failover.Demote(ctx, instance, newDir, ackedRev)
+}
+
+// replication reports the region's replication for the region API.
+func (n *Node) replication(ctx context.Context) (*regionapi.ReplicationList, error) {
+	streams, incoming, err := replicate.Report(ctx, n.store)
+	if err != nil {
+		return nil, err
+	}
+	return &regionapi.ReplicationList{Streams: streams, Incoming: incoming}, nil
+}
+
+// Replicator returns this node's replicator candidate, nil without a peer
+// link.
+func (n *Node) Replicator() *replicate.Source { return n.repl }
 
 // newFailover makes the failover manager (internal/dr). It exists without
 // a peer link too: a failover then relies on the old region having been

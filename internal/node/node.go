@@ -26,6 +26,7 @@ import (
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/region"
 	"github.com/opendps/opendps/internal/regions"
+	"github.com/opendps/opendps/internal/replicate"
 	"github.com/opendps/opendps/internal/store"
 )
 
@@ -49,10 +50,11 @@ type Node struct {
 	// Disaster recovery (dr.go): nil peer without a peer link.
 	peerCfg    *peer.Config
 	peerClient *peer.Client
-	peerMux    *http.ServeMux   // handlers of the peer listener
-	fwdDevice  *forward.Device  // the engine, forwarding to other regions; nil without a peer link
-	fwdService *forward.Service // the service API, proxying to other regions; nil without a peer link
-	failover   *dr.Manager      // fences, promotes and demotes instances; set by mountRegion
+	peerMux    *http.ServeMux    // handlers of the peer listener
+	fwdDevice  *forward.Device   // the engine, forwarding to other regions; nil without a peer link
+	fwdService *forward.Service  // the service API, proxying to other regions; nil without a peer link
+	failover   *dr.Manager       // fences, promotes and demotes instances; set by mountRegion
+	repl       *replicate.Source // the region's replicator candidate; nil without a peer link
 
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
@@ -288,6 +290,9 @@ func (n *Node) Close() error {
 			n.mqtt.Close()
 		}
 		n.wg.Wait()
+		if n.repl != nil { // before the store: it reads and writes through it
+			n.repl.Close()
+		}
 		if n.region != nil {
 			n.region.Close() // deregisters the node first
 		}

@@ -101,7 +101,8 @@ func (n *Node) mountRegion(mux *http.ServeMux) error {
 	if err := n.newFailover(); err != nil {
 		return err
 	}
-	h, err := regionapi.New(regionapi.Config{Region: n.region, DR: n.failover, Log: n.log.With("component", "regionapi")})
+	h, err := regionapi.New(regionapi.Config{Region: n.region, DR: n.failover, Replication: n.replication,
+		Log: n.log.With("component", "regionapi")})
 	if err != nil {
 		return err
 	}

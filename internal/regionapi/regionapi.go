@@ -8,6 +8,7 @@
 //	POST   /opendps/region/members/{name}/promote   make a learner vote
 //	POST   /opendps/region/snapshot                 stream an etcd snapshot (application/octet-stream)
 //	...    /opendps/region/{failover,fence,instances/{name}/failover,lost-writes}: disaster recovery (dr.go)
+//	GET    /opendps/region/replication              replication streams and copies (replication.go)
 //
 // Errors are in the DPS shape (internal/apierr): 400 for a malformed
 // request or an external cluster, 404 for an unknown member, 409 for a
@@ -60,6 +61,8 @@ type Config struct {
 	// DR serves failover, fencing and lost-writes reports (dr.go); nil:
 	// those routes answer 404.
 	DR DR
+	// Replication reports replication (replication.go); nil: 404.
+	Replication ReplicationFunc
 }
 
 // New returns the handler of the region API. It is safe for concurrent use.
@@ -84,6 +87,9 @@ func New(cfg Config) (http.Handler, error) {
 	handle("POST "+PathSnapshot, h.snapshot)
 	if cfg.DR != nil {
 		h.mountDR(handle, cfg.DR)
+	}
+	if cfg.Replication != nil {
+		h.mountReplication(handle, cfg.Replication)
 	}
 	handle(PathStatus+"/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierr.New(apierr.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path)
