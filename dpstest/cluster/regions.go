@@ -277,10 +277,23 @@ func (rs *Regions) createInstance(ctx context.Context, in InstanceConfig) error 
 			spec.IotHubs = append(spec.IotHubs, dpsclient.IotHub{ConnectionString: cs, Location: in.Region})
 			info.Hubs = append(info.Hubs, dpsclient.ConnectionStringHost(cs))
 		}
+		// The create may stop half way (the DR start gate answers 503 until
+		// the region has contacted its secondary): link what is missing.
 		v, err := ctl.GetInstance(ctx, in.Name)
 		var ce *dpsclient.ControlError
 		if errors.As(err, &ce) && ce.StatusCode == http.StatusNotFound {
 			v, err = ctl.CreateInstance(ctx, in.Name, spec)
+		}
+		if err == nil {
+			linked := map[string]bool{}
+			for _, h := range v.Properties.IotHubs {
+				linked[dpsclient.ConnectionStringHost(h.ConnectionString)] = true
+			}
+			for _, h := range spec.IotHubs {
+				if err == nil && !linked[dpsclient.ConnectionStringHost(h.ConnectionString)] {
+					_, err = ctl.LinkHub(ctx, in.Name, h)
+				}
+			}
 		}
 		if errors.As(err, &ce) && ce.StatusCode >= 400 && ce.StatusCode < 500 {
 			final = err

@@ -55,15 +55,35 @@ func (d *Deployment) ensureInstance(ctx context.Context, in instanceSpec) error 
 		}
 		spec.IotHubs = append(spec.IotHubs, dpsclient.IotHub{ConnectionString: cs, Location: in.region})
 	}
+	// A DR-enabled instance's writes may wait for the first contact with
+	// its secondary (the start gate, 503): a create can then leave the
+	// instance without some hubs, which the next round links.
 	return retryControl(ctx, func(ctx context.Context) error {
-		_, err := ctl.GetInstance(ctx, in.name)
-		var ce *dpsclient.ControlError
-		if err == nil || !errors.As(err, &ce) || ce.StatusCode != http.StatusNotFound {
+		v, err := ctl.GetInstance(ctx, in.name)
+		if ce := (*dpsclient.ControlError)(nil); errors.As(err, &ce) && ce.StatusCode == http.StatusNotFound {
+			v, err = ctl.CreateInstance(ctx, in.name, spec)
+		}
+		if err != nil {
 			return err
 		}
-		_, err = ctl.CreateInstance(ctx, in.name, spec)
-		return err
+		return linkMissingHubs(ctx, ctl, in.name, v.Properties.IotHubs, spec.IotHubs)
 	})
+}
+
+// linkMissingHubs links every hub of want whose host is not in have.
+func linkMissingHubs(ctx context.Context, ctl *dpsclient.Control, instance string, have, want []dpsclient.IotHub) error {
+	linked := map[string]bool{}
+	for _, h := range have {
+		linked[dpsclient.ConnectionStringHost(h.ConnectionString)] = true
+	}
+	for _, h := range want {
+		if !linked[dpsclient.ConnectionStringHost(h.ConnectionString)] {
+			if _, err := ctl.LinkHub(ctx, instance, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // retryControl runs f until it succeeds, fails with a client error (4xx),
