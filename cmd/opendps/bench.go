@@ -26,8 +26,9 @@ same size straight on the deployment's etcd, and reports registrations/s,
 latency, round trips per registration, errors by kind, raw writes/s and the
 ratio of the two. A registration that meets a dead, cut-off or not ready
 node is tried again on the next node, up to --retries times, each request
-bounded by --request-timeout. It only talks to the endpoints of the connection file and
-stops by itself. Progress goes to stderr, the report to stdout.`,
+bounded by --request-timeout. It only talks to the endpoints of the
+connection file and stops by itself. Progress goes to stderr, the report to
+stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC()
