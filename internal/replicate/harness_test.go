@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +43,7 @@ type region struct {
 	peer    *peer.Client
 	cfg     peer.Config
 	demoter *fakeDemoter
+	down    atomic.Bool // the sink drops every connection (the region is unreachable)
 }
 
 // newRegions starts one region per name, all from one CA and each knowing
@@ -64,7 +68,13 @@ func newRegions(t *testing.T, names ...string) map[string]*region {
 		}
 		mux := http.NewServeMux()
 		r.sink.Mount(mux)
-		r.srv = httptest.NewUnstartedServer(mux)
+		r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if r.down.Load() {
+				panic(http.ErrAbortHandler) // drops the connection
+			}
+			mux.ServeHTTP(w, req)
+		}))
+		r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 		r.srv.TLS = r.cfg.ServerTLS()
 		r.srv.StartTLS()
 		t.Cleanup(r.srv.Close)

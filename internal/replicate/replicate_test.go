@@ -408,3 +408,60 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	}
 	return m.GetGauge().GetValue()
 }
+
+// While the destination is unreachable the stream retries with backoff,
+// reports itself disconnected and its lag grows; once it is back, the
+// stream resumes and the lag returns to 0.
+func TestReconnectAfterOutage(t *testing.T) {
+	rs := newRegions(t, regA, regB)
+	a, b := rs[regA], rs[regB]
+	createInstance(t, a.st, "outage", regA, regB, true)
+	a.source(t, nil)
+	st1 := waitEqual(t, a.st, b.st, "outage")
+	b.down.Store(true)
+	write(t, a.st, "outage", 0, 20)
+	g := defaultMetrics().lag.WithLabelValues("outage", regB)
+	eventually(t, "lag above 0 while the destination is down", func() bool { return gaugeValue(t, g) > 0 })
+	eventually(t, "status disconnected", func() bool {
+		var rs model.ReplStatus
+		ok, err := a.st.Get(context.Background(), store.ReplStatusKey("outage"), &rs)
+		return err == nil && ok && !rs.Connected && rs.Error != "" && rs.LagMs > 0
+	})
+	time.Sleep(300 * time.Millisecond)
+	b.down.Store(false)
+	st2 := waitEqual(t, a.st, b.st, "outage")
+	if st2.BaseRev != st1.BaseRev {
+		t.Errorf("the outage caused a new base copy (%d, was %d): want a resume", st2.BaseRev, st1.BaseRev)
+	}
+	eventually(t, "lag back at 0", func() bool { return gaugeValue(t, g) == 0 })
+}
+
+// An idle stream moves the destination's revision forward, so a restart
+// after the source compacted past the last change resumes without a new
+// base copy.
+func TestIdleStreamSurvivesCompaction(t *testing.T) {
+	rs := newRegions(t, regA, regB)
+	a, b := rs[regA], rs[regB]
+	createInstance(t, a.st, "idle", regA, regB, true)
+	createInstance(t, a.st, "idle-busy", regA, "", false)
+	write(t, a.st, "idle", 0, 5)
+	src := a.source(t, func(s *Source) { s.progressEvery = 10 * time.Millisecond })
+	st1 := waitEqual(t, a.st, b.st, "idle")
+	write(t, a.st, "idle-busy", 0, 30) // moves the source's revision, not the instance
+	target := etcdRevision(t, a.st)
+	eventually(t, "idle destination moved to the source's revision", func() bool {
+		var st model.ReplState
+		ok, err := b.st.Get(context.Background(), store.ReplStateKey("idle"), &st)
+		return err == nil && ok && st.Rev >= target
+	})
+	src.Close()
+	if _, err := a.st.Client().Compact(context.Background(), etcdRevision(t, a.st), clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	a.source(t, nil)
+	write(t, a.st, "idle", 5, 5)
+	st2 := waitEqual(t, a.st, b.st, "idle")
+	if st2.BaseRev != st1.BaseRev {
+		t.Errorf("new base copy at %d (was %d) after compaction of an idle stream: want a resume", st2.BaseRev, st1.BaseRev)
+	}
+}

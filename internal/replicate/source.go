@@ -28,6 +28,11 @@ const (
 	maxBackoff            = 5 * time.Second
 	minBackoff            = 100 * time.Millisecond
 	contactEvery          = 500 * time.Millisecond
+	// progressEvery is how often an idle stream moves the destination's
+	// revision forward (watch progress), so that a restart long after the
+	// last change resumes instead of copying again once the source has
+	// compacted.
+	progressEvery = 30 * time.Second
 )
 
 // Config configures the source side.
@@ -70,6 +75,8 @@ type Source struct {
 	// acked, when set (tests), is called with the receive times of the
 	// revisions of every acknowledged batch of changes.
 	acked func(ats []time.Time)
+	// progressEvery is the idle progress period (tests shorten it).
+	progressEvery time.Duration
 
 	mu       sync.Mutex
 	leading  bool                 // guarded by mu
@@ -104,7 +111,7 @@ func NewSource(cfg Config) (*Source, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Source{cfg: cfg, region: cfg.Peer.Region(), cli: cfg.Store.Client(), m: defaultMetrics(),
-		streams: map[string]*streamer{}, contacts: map[string]time.Time{}}, nil
+		streams: map[string]*streamer{}, contacts: map[string]time.Time{}, progressEvery: progressEvery}, nil
 }
 
 // Start campaigns for the region's replicator and, once elected, runs the

@@ -27,7 +27,8 @@ type streamer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	forceCopy bool // the next handshake starts a base copy; used by run only
+	forceCopy bool      // the next handshake starts a base copy; used by run only
+	started   time.Time // when the stream was made
 
 	mu sync.Mutex
 	st model.ReplStatus // guarded by mu
@@ -35,7 +36,7 @@ type streamer struct {
 
 func newStreamer(parent context.Context, s *Source, d model.DirEntry) *streamer {
 	ctx, cancel := context.WithCancel(parent)
-	return &streamer{s: s, dir: streamDir(d), full: d, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &streamer{s: s, dir: streamDir(d), full: d, ctx: ctx, cancel: cancel, done: make(chan struct{}), started: time.Now(),
 		st: model.ReplStatus{Instance: d.Name, Destination: d.Secondary, Epoch: d.Epoch}}
 }
 
@@ -86,6 +87,7 @@ func (st *streamer) run(el *concurrency.Election) {
 		}
 		log.Warn("replication stream interrupted", "err", err)
 		st.update(func(s *model.ReplStatus) { s.Connected, s.Error = false, err.Error() })
+		st.measureDown(ctx)
 		if progressed {
 			backoff = minBackoff
 		}
@@ -314,11 +316,12 @@ func (st *streamer) stream(ctx context.Context, el *concurrency.Election, from, 
 	st.s.touch("watch", prefix)
 	wch := st.s.cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from+1))
 	var (
-		pending     []pendingRev
-		inflight    chan sent
-		flying      *sent // the batch in flight
-		acked       = from
-		lastContact = time.Now()
+		pending      []pendingRev
+		inflight     chan sent
+		flying       *sent // the batch in flight
+		acked        = from
+		lastContact  = time.Now()
+		lastProgress = lastContact
 	)
 	lag := st.s.m.lag.WithLabelValues(name, st.dir.Secondary)
 	tick := time.NewTicker(min(st.s.cfg.HelloInterval, 100*time.Millisecond))
@@ -354,6 +357,11 @@ func (st *streamer) stream(ctx context.Context, el *concurrency.Election, from, 
 				return err
 			}
 			pending = appendEvents(pending, wr.Events, time.Now(), store.ConfKey(name))
+			if wr.IsProgressNotify() && len(pending) == 0 && inflight == nil && wr.Header.Revision > acked {
+				// Nothing changed up to that revision: move the destination
+				// there, so that a restart after a compaction resumes.
+				pending = append(pending, pendingRev{rev: wr.Header.Revision, at: time.Now()})
+			}
 			send()
 		case res := <-inflight:
 			inflight, flying = nil, nil
@@ -383,6 +391,10 @@ func (st *streamer) stream(ctx context.Context, el *concurrency.Election, from, 
 					return errorf("the destination's state of %s moved", name)
 				}
 				lastContact = time.Now()
+				if time.Since(lastProgress) >= st.s.progressEvery {
+					lastProgress = lastContact
+					st.s.cli.RequestProgress(ctx)
+				}
 			}
 		}
 		st.measure(lag, pending, flying, acked)
@@ -411,6 +423,40 @@ func (st *streamer) measure(g interface{ Set(float64) }, pending []pendingRev, f
 	st.update(func(s *model.ReplStatus) {
 		s.Phase, s.SourceRev, s.AckedRev, s.LagMs = model.ReplStreaming, srcRev, acked, float64(lag.Microseconds())/1000
 	})
+}
+
+// measureDown sets the lag while the stream is down: when the instance
+// has changed since the last acknowledged revision (or nothing was ever
+// acknowledged), the time since the last acknowledgement (since the stream
+// started, before any), an upper bound of the oldest change's age.
+// Deletions after the last acknowledgement are not seen.
+func (st *streamer) measureDown(ctx context.Context) {
+	prefix := store.InstancePrefix(st.dir.Name)
+	st.s.touch("get", prefix)
+	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := st.s.cli.Get(cctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return
+	}
+	var latest int64
+	if len(resp.Kvs) > 0 {
+		latest = resp.Kvs[0].ModRevision
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	since := st.st.AckedAt
+	if since.IsZero() {
+		since = st.started
+	}
+	var lag time.Duration
+	if st.st.AckedRev == 0 || latest > st.st.AckedRev {
+		lag = time.Since(since)
+	}
+	st.st.SourceRev = max(st.st.SourceRev, latest)
+	st.st.LagMs = float64(lag.Microseconds()) / 1000
+	st.s.m.lag.WithLabelValues(st.dir.Name, st.dir.Secondary).Set(lag.Seconds())
 }
 
 // appendEvents groups watch events by revision. A deletion of the
