@@ -68,7 +68,15 @@ func (e *Engine) slow(ctx context.Context, j *job) (*Result, error) {
 		return nil, unavailable(err)
 	}
 	if !j.markerWritten(m) { // finished while the marker was written (slow during a leader election): answer at once
-		return j.result(), nil
+		res := j.result()
+		// The job did not see the marker, so record its outcome here, in
+		// case the record ends up naming another operation (best effort:
+		// the answer already carries the outcome).
+		m.Outcome = res.Status
+		if err := e.putMarker(ctx, j.snap.name, j.opID, m); err != nil {
+			e.log.Debug("could not record the outcome of an operation", "operation_id", j.opID, "err", err)
+		}
+		return res, nil
 	}
 	return e.assigning(j.opID, j.req.RegistrationID), nil
 }
