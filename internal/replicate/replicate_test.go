@@ -158,6 +158,10 @@ func TestSinkRefuses(t *testing.T) {
 		{"reset at the same epoch by another region", c, func(b *Batch) {
 			b.Source, b.Dir, b.Kind, b.Reset, b.BaseRev = regC, cDir, KindCopy, true, 5
 		}},
+		{"reset at a newer epoch from outside the pair", c, func(b *Batch) {
+			b.Source, b.Dir, b.Kind, b.Reset, b.BaseRev = regC, cDir, KindCopy, true, 5
+			b.Epoch, b.Dir.Epoch = 5, 5
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -463,5 +467,56 @@ func TestIdleStreamSurvivesCompaction(t *testing.T) {
 	st2 := waitEqual(t, a.st, b.st, "idle")
 	if st2.BaseRev != st1.BaseRev {
 		t.Errorf("new base copy at %d (was %d) after compaction of an idle stream: want a resume", st2.BaseRev, st1.BaseRev)
+	}
+}
+
+// Two nodes of a region campaign; one replicates; when it stops, the other
+// takes over and resumes the stream.
+func TestElectionHandsOver(t *testing.T) {
+	rs := newRegions(t, regA, regB)
+	a, b := rs[regA], rs[regB]
+	createInstance(t, a.st, "elected", regA, regB, true)
+	s1 := a.source(t, nil)
+	eventually(t, "first source elected", s1.Leading)
+	s2 := a.source(t, nil)
+	st1 := waitEqual(t, a.st, b.st, "elected")
+	if s2.Leading() {
+		t.Fatal("two replicators lead the region")
+	}
+	s1.Close()
+	eventually(t, "second source elected", s2.Leading)
+	write(t, a.st, "elected", 0, 10)
+	st2 := waitEqual(t, a.st, b.st, "elected")
+	if st2.BaseRev != st1.BaseRev {
+		t.Errorf("hand-over made a new base copy (%d, was %d)", st2.BaseRev, st1.BaseRev)
+	}
+}
+
+// The old primary was down during the failover: the new primary's stream
+// reaches it with a higher epoch, its sink demotes it (with the revision
+// the new primary had from it) and the base copy makes it equal.
+func TestNewPrimaryStreamDemotesOldPrimary(t *testing.T) {
+	rs := newRegions(t, regA, regB)
+	a, b := rs[regA], rs[regB]
+	d := createInstance(t, a.st, "back", regA, regB, true)
+	write(t, a.st, "back", 0, 10)
+	src := a.source(t, nil)
+	st := waitEqual(t, a.st, b.st, "back")
+	src.Close()
+	write(t, a.st, "back", 10, 3) // accepted by A after its last replication: lost
+	promoted := d
+	promoted.Primary, promoted.Secondary, promoted.Epoch, promoted.Role = regB, regA, 2, model.RolePrimary
+	if err := putJSON(context.Background(), b.st, store.DirKey("back"), promoted); err != nil {
+		t.Fatal(err)
+	}
+	write(t, b.st, "back", 100, 5)
+	b.source(t, nil)
+	waitEqual(t, b.st, a.st, "back")
+	calls := a.demoter.demotions()
+	if len(calls) != 1 || calls[0].dir.Epoch != 2 || calls[0].dir.Primary != regB || calls[0].acked != st.Rev {
+		t.Errorf("demotions %+v, want one to epoch 2 of %s acknowledged at %d", calls, regB, st.Rev)
+	}
+	if d, _ := a.st.Dir(context.Background(), "back"); d == nil || d.Role != model.RoleSecondary || d.Epoch != 2 {
+		t.Errorf("old primary's entry %+v, want secondary at epoch 2", d)
 	}
 }

@@ -173,6 +173,8 @@ func (s *Sink) Hello(ctx context.Context, caller, instance string, h *Hello) (*H
 		case d.Epoch > h.Epoch: // the caller was superseded: it learns it from the answer
 		case d.Epoch == h.Epoch:
 			return nil, refuse("Instance %s is %s in %s at epoch %d too.", instance, d.Role, s.cfg.Region, d.Epoch)
+		case d.Secondary != caller:
+			return nil, refuse("Instance %s is %s in %s and replicates to %s, not %s.", instance, d.Role, s.cfg.Region, d.Secondary, caller)
 		default:
 			if err := s.demote(ctx, l, h); err != nil {
 				return nil, err
@@ -254,7 +256,8 @@ func (s *Sink) admit(l *local, caller string, b *Batch) error {
 	case d.Role != model.RoleSecondary:
 		return refuse("Instance %s is %s in %s (epoch %d): it takes no replication.", d.Name, d.Role, s.cfg.Region, d.Epoch)
 	case d.Epoch == b.Epoch && d.Primary == caller:
-	case d.Epoch < b.Epoch && b.Reset:
+	case d.Epoch < b.Epoch && b.Reset && (d.Primary == caller || d.Secondary == caller):
+		// A newer epoch of the pair: a failover or a failback.
 	default:
 		return refuse("Instance %s is secondary of %s at epoch %d here, not of %s at epoch %d.", d.Name, d.Primary, d.Epoch, caller, b.Epoch)
 	}
