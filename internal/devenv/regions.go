@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,6 +172,7 @@ func loadPortsMulti(dir string, names []string, zones int) (*ports, error) {
 	if p.FrontDoor == nil {
 		p.FrontDoor = &frontDoorPorts{}
 	}
+	pp := &portPicker{used: map[string]bool{}}
 	fields := []*string{&p.Hubs, &p.FrontDoor.Device, &p.FrontDoor.MQTT, &p.FrontDoor.Service}
 	for _, r := range names {
 		nps := p.Regions[r]
@@ -189,16 +192,67 @@ func loadPortsMulti(dir string, names []string, zones int) (*ports, error) {
 		}
 	}
 	for _, f := range fields {
+		pp.used[*f] = *f != ""
+	}
+	for _, f := range fields {
 		if *f != "" {
 			continue
 		}
-		a, err := netutil.FreeLoopbackAddr()
+		a, err := pp.pick()
 		if err != nil {
 			return nil, err
 		}
 		*f = a
 	}
 	return p, writeJSON(filepath.Join(dir, portsFile), p, 0o600)
+}
+
+// portPicker hands out free loopback addresses, never the same twice,
+// with ports below the kernel's ephemeral range: a multi-region deployment
+// picks about a hundred, and while its nodes start, their outgoing
+// connections (etcd streams, peer links) take ephemeral ports, one of
+// which could otherwise be a port picked but not yet bound.
+type portPicker struct{ used map[string]bool }
+
+func (pp *portPicker) pick() (string, error) {
+	const lo = 10000
+	hi := ephemeralLow()
+	for range 500 {
+		a := "127.0.0.1:" + strconv.Itoa(lo+mrand.IntN(hi-lo))
+		if pp.used[a] {
+			continue
+		}
+		if l, err := net.Listen("tcp", a); err == nil {
+			l.Close()
+			pp.used[a] = true
+			return a, nil
+		}
+	}
+	for range 100 { // a crowded range: any free port
+		a, err := netutil.FreeLoopbackAddr()
+		if err != nil {
+			return "", err
+		}
+		if !pp.used[a] {
+			pp.used[a] = true
+			return a, nil
+		}
+	}
+	return "", errors.New("devenv: no free loopback port")
+}
+
+// ephemeralLow is the lowest port of Linux's ephemeral range (32768
+// elsewhere, or when unreadable: below every system's default range).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // singleRegionLayout refuses to start one region in a directory holding a
