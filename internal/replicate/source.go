@@ -28,6 +28,9 @@ const (
 	maxBackoff            = 5 * time.Second
 	minBackoff            = 100 * time.Millisecond
 	contactEvery          = 500 * time.Millisecond
+	// maxPendingRevs bounds the revisions a stream holds in memory for a
+	// slow destination.
+	maxPendingRevs = 100_000
 	// progressEvery is how often an idle stream moves the destination's
 	// revision forward (watch progress), so that a restart long after the
 	// last change resumes instead of copying again once the source has

@@ -363,6 +363,12 @@ func (st *streamer) stream(ctx context.Context, el *concurrency.Election, from, 
 				pending = append(pending, pendingRev{rev: wr.Header.Revision, at: time.Now()})
 			}
 			send()
+			if len(pending) > maxPendingRevs {
+				// The destination applies slower than the source writes:
+				// drop the backlog and read it again from etcd's history
+				// (the next handshake resumes at the acknowledged revision).
+				return errorf("%d revisions of %s wait for the destination", len(pending), name)
+			}
 		case res := <-inflight:
 			inflight, flying = nil, nil
 			if res.err != nil {
