@@ -26,14 +26,26 @@ import (
 //
 // code and errorCode carry the same DPS code (e.g. 400008); httpStatusCode
 // is the .NET HttpStatusCode name ("BadRequest", "NotFound", ...).
+//
+// error is the ARM common error shape {"error":{"code","message"}}, which
+// ARM clients read first (createRestError: body.error ?? body), so that
+// RestError.code is a string as ARM callers expect ("BadRequest",
+// "NotFound", "PreconditionFailed", ...) and RestError.message the text.
 type errorBody struct {
-	Code           int    `json:"code"`
-	HTTPStatusCode string `json:"httpStatusCode"`
-	Message        string `json:"message"`
-	Details        string `json:"details,omitempty"`
-	ErrorCode      int    `json:"errorCode"`
-	TrackingID     string `json:"trackingId"`
-	TimestampUTC   string `json:"timestampUtc"`
+	Error          armError `json:"error"`
+	Code           int      `json:"code"`
+	HTTPStatusCode string   `json:"httpStatusCode"`
+	Message        string   `json:"message"`
+	Details        string   `json:"details,omitempty"`
+	ErrorCode      int      `json:"errorCode"`
+	TrackingID     string   `json:"trackingId"`
+	TimestampUTC   string   `json:"timestampUtc"`
+}
+
+// armError is ErrorDetail of the ARM common types.
+type armError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // statusName returns the .NET HttpStatusCode name of an HTTP status.
@@ -66,7 +78,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	hd.Set("x-ms-request-id", tid)
 	w.WriteHeader(e.Status)
 	json.NewEncoder(w).Encode(errorBody{
-		Code: e.Code, HTTPStatusCode: statusName(e.Status), Message: e.Message, ErrorCode: e.Code,
+		Error: armError{Code: statusName(e.Status), Message: e.Message},
+		Code:  e.Code, HTTPStatusCode: statusName(e.Status), Message: e.Message, ErrorCode: e.Code,
 		TrackingID: tid, TimestampUTC: time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z"),
 	})
 }

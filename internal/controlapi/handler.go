@@ -7,15 +7,16 @@
 // nothing, not even /opendps/health, answers without it.
 //
 // Routes (P = /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Devices/provisioningServices;
-// literal segments are case-insensitive; ARM routes require ?api-version=):
+// literal segments are case-insensitive; ARM routes require ?api-version=;
+// errors carry the ARM {"error":{code,message}} beside the DPS fields):
 //
 //	GET    /subscriptions/{sub}/providers/Microsoft.Devices/provisioningServices   list by subscription
 //	POST   /subscriptions/{sub}/providers/Microsoft.Devices/checkProvisioningServiceNameAvailability
 //	GET    P                                         list by resource group
-//	PUT    P/{name}                                  create (201) or update (200), synchronous
+//	PUT    P/{name}                                  create (201 + Azure-AsyncOperation) or update (200); done on return
 //	GET    P/{name}                                  read (policy keys omitted, hub keys masked)
 //	PATCH  P/{name}                                  update tags
-//	DELETE P/{name}                                  delete (204)
+//	DELETE P/{name}                                  delete (202 + Azure-AsyncOperation, Location); done on return
 //	POST   P/{name}/listkeys                         all policies with keys
 //	POST   P/{name}/keys/{keyName}/listkeys          one policy with keys
 //	GET    P/{name}/skus                             [{"name":"S1"}]

@@ -3,8 +3,10 @@ package controlapi
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/model"
@@ -224,8 +226,31 @@ func (h *Handler) putInstance(w http.ResponseWriter, r *http.Request, p params) 
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		setOperationHeaders(w, r, p, false)
 	}
 	return writeResource(w, status, v)
+}
+
+// setOperationHeaders advertises the long-running operation of a create or
+// delete the ARM way: Azure-AsyncOperation (and, for a delete, Location)
+// name .../operationresults/{id}?api-version=...&asyncinfo=true, which
+// answers {"status":"Succeeded"}. Operations here finish before the
+// answer, so the ARM clients' pollers (core-lro, azure-core, autorest)
+// finish on their first poll; Retry-After: 0 tells them not to wait.
+func setOperationHeaders(w http.ResponseWriter, r *http.Request, p params, location bool) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	q := url.Values{"api-version": {r.URL.Query().Get("api-version")}, "asyncinfo": {"true"}}
+	u := scheme + "://" + r.Host + instanceID(url.PathEscape(p["sub"]), url.PathEscape(p["rg"]), url.PathEscape(p["name"])) +
+		"/operationresults/" + uuid.NewString() + "?" + q.Encode()
+	h := w.Header()
+	h.Set("Azure-AsyncOperation", u)
+	if location {
+		h.Set("Location", u)
+	}
+	h.Set("Retry-After", "0")
 }
 
 func writeResource(w http.ResponseWriter, status int, v *instance.View) error {
@@ -281,7 +306,10 @@ func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request, p param
 	if err := h.m.Delete(r.Context(), p["name"], r.Header.Get("If-Match")); err != nil {
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	// 202 with the operation headers, as ARM resource providers answer a
+	// delete (spec §8.2: 200/202/204/404 are all valid).
+	setOperationHeaders(w, r, p, true)
+	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 
@@ -334,6 +362,8 @@ func (h *Handler) listSKUs(w http.ResponseWriter, r *http.Request, p params) err
 	return apierr.JSON(w, http.StatusOK, listBody[sku]{Value: []sku{{Name: skuS1}}})
 }
 
+// operationResult is AsyncOperationResult. Every operation finishes before
+// its answer (setOperationHeaders), so any operation id has succeeded.
 func (h *Handler) operationResult(w http.ResponseWriter, r *http.Request, p params) error {
 	return apierr.JSON(w, http.StatusOK, map[string]string{"status": provisioningDone})
 }

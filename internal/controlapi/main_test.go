@@ -114,6 +114,9 @@ func wantStatus(t *testing.T, got, want int, body map[string]any) string {
 	if code == 0 || code != ec || int(code)/1000 != got || body["httpStatusCode"] == "" || body["trackingId"] == "" || msg == "" {
 		t.Errorf("error body has not the ARM+DPS shape: %v", body)
 	}
+	if arm, _ := body["error"].(map[string]any); arm == nil || arm["code"] != body["httpStatusCode"] || arm["message"] != msg {
+		t.Errorf("error body lacks the ARM error {code, message}: %v", body)
+	}
 	return msg
 }
 
