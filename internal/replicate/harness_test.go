@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -138,7 +139,7 @@ func (f *fakeDemoter) demotions() []demotion {
 }
 
 func putJSON(ctx context.Context, st *store.Store, key string, v any) error {
-	b, err := jsonMarshal(v)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

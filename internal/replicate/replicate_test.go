@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -401,8 +400,6 @@ func TestStartGate(t *testing.T) {
 		t.Errorf("after the grace: %v", err)
 	}
 }
-
-var _ = http.MethodPost
 
 func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	t.Helper()

@@ -159,7 +159,9 @@ func (s *Source) touch(op, key string) {
 // lead wins the election and runs the streams until the session or ctx
 // ends.
 func (s *Source) lead(ctx context.Context) error {
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(s.cfg.SessionTTL))
+	// The session ends with ctx; the explicit Resign below hands the
+	// election over at once (the lease would take SessionTTL).
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(s.cfg.SessionTTL), concurrency.WithContext(ctx))
 	if err != nil {
 		return err
 	}
