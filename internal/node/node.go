@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendps/opendps/internal/console"
 	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
 	"github.com/opendps/opendps/internal/dr"
 	"github.com/opendps/opendps/internal/engine"
@@ -46,6 +47,7 @@ type Node struct {
 	mqtt        *mqttfront.Server                                    // nil until handlers, or when disabled
 	getCert     func(*tls.ClientHelloInfo) (*tls.Certificate, error) // server certificates of every listener
 	region      *region.Region
+	console     *console.Console // the web console; nil until handlers
 
 	// Disaster recovery (dr.go): nil peer without a peer link.
 	peerCfg    *peer.Config
@@ -290,6 +292,9 @@ func (n *Node) Close() error {
 			n.mqtt.Close()
 		}
 		n.wg.Wait()
+		if n.console != nil { // its lag sampler reads the store
+			n.console.Close()
+		}
 		if n.repl != nil { // before the store: it reads and writes through it
 			n.repl.Close()
 		}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"net/http/pprof"
 
 	"github.com/opendps/opendps/internal/apierr"
+	"github.com/opendps/opendps/internal/console"
 	"github.com/opendps/opendps/internal/controlapi"
 	"github.com/opendps/opendps/internal/deviceapi/httpfront"
 	"github.com/opendps/opendps/internal/deviceapi/mqttfront"
@@ -16,7 +18,9 @@ import (
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/hub"
 	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/pki"
+	"github.com/opendps/opendps/internal/replicate"
 	"github.com/opendps/opendps/internal/serviceapi"
 	"github.com/opendps/opendps/internal/throttle"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -80,11 +84,14 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 		return nil, err
 	}
 	control.Handle("/", ctl)
+	if err := n.newConsole(); err != nil {
+		return nil, err
+	}
 	hs := map[string]http.Handler{
 		ListenerDevice:  n.quorumGate(device),
 		ListenerService: n.quorumGate(svcFront),
 		ListenerControl: control,
-		ListenerConsole: notFound,
+		ListenerConsole: n.console,
 	}
 	if n.peerMux != nil {
 		n.mountPeer(n.peerMux)
@@ -92,6 +99,24 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 		hs[ListenerPeer] = n.peerMux
 	}
 	return hs, nil
+}
+
+// newConsole makes the web console (internal/console) over the node's
+// own control-plane code; mountRegion must have made the failover manager.
+func (n *Node) newConsole() error {
+	c, err := console.New(console.Config{
+		Instances: console.FromManager(n.instances, n.store), Enrollments: n.enrollments, Catalog: n.catalog,
+		OperatorToken: n.token, RegionName: n.cfg.Region, Region: n.region, DR: n.failover,
+		Replication: func(ctx context.Context) ([]model.ReplStatus, []model.ReplState, error) {
+			return replicate.Report(ctx, n.store)
+		},
+		Log: n.log.With("component", "console"),
+	})
+	if err != nil {
+		return err
+	}
+	n.console = c
+	return nil
 }
 
 // withMQTT makes the MQTT front end on the engine and returns the device

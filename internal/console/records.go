@@ -1,0 +1,266 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/opendps/opendps/internal/enrollment"
+	"github.com/opendps/opendps/internal/model"
+)
+
+// Enrollments, enrollment groups and registration records of an
+// instance, with the rights of the service API (spec §6.2).
+
+// pageSize is the number of records per page of the lists.
+const pageSize = 20
+
+type recordList struct {
+	Enrollments []*model.IndividualEnrollment
+	Groups      []*model.EnrollmentGroup
+	After, Next string // paging: this page starts after After; Next is the next page's start
+	CanWrite    bool
+}
+
+func need(p *principal, right string) error {
+	if !p.Can(right) {
+		return forbidden("Policy " + p.Policy + " does not grant " + right + ", which this page or action needs.")
+	}
+	return nil
+}
+
+func listLimit(r *http.Request) int {
+	if n, err := strconv.Atoi(r.URL.Query().Get("n")); err == nil && n > 0 && n <= enrollment.MaxPageSize {
+		return n
+	}
+	return pageSize
+}
+
+func (c *Console) enrollmentList(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentRead); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	inst, after := r.PathValue("name"), r.URL.Query().Get("after")
+	list, next, err := c.cfg.Enrollments.ListEnrollments(ctx, inst, after, listLimit(r))
+	if err != nil {
+		return err
+	}
+	d := recordList{Enrollments: list, After: after, Next: next, CanWrite: p.Can(model.RightEnrollmentWrite)}
+	c.renderInst(w, r, http.StatusOK, "enrollments", p, "Enrollments", inst, d)
+	return nil
+}
+
+func (c *Console) groupList(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentRead); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	inst, after := r.PathValue("name"), r.URL.Query().Get("after")
+	list, next, err := c.cfg.Enrollments.ListGroups(ctx, inst, after, listLimit(r))
+	if err != nil {
+		return err
+	}
+	d := recordList{Groups: list, After: after, Next: next, CanWrite: p.Can(model.RightEnrollmentWrite)}
+	c.renderInst(w, r, http.StatusOK, "groups", p, "Enrollment groups", inst, d)
+	return nil
+}
+
+// symKey is a symmetric-key attestation from the form; empty keys are
+// generated.
+func symKey(r *http.Request) (*model.AttestationMechanism, error) {
+	pk, sk := strings.TrimSpace(r.PostFormValue("primaryKey")), strings.TrimSpace(r.PostFormValue("secondaryKey"))
+	if pk == "" {
+		pk = enrollment.GenerateKey()
+	}
+	if sk == "" {
+		sk = enrollment.GenerateKey()
+	}
+	for _, k := range []struct{ f, v string }{{"primaryKey", pk}, {"secondaryKey", sk}} {
+		if err := enrollment.ValidateKey(k.f, k.v); err != nil {
+			return nil, err
+		}
+	}
+	return &model.AttestationMechanism{Type: model.AttestationSymmetricKey,
+		SymmetricKey: &model.SymmetricKeyAttestation{PrimaryKey: pk, SecondaryKey: sk}}, nil
+}
+
+func (c *Console) createEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("registrationId"))
+	att, err := symKey(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.absent(c.cfg.Enrollments.GetEnrollment(ctx, inst, id)); err != nil {
+		return err
+	}
+	e := &model.IndividualEnrollment{RegistrationID: id, DeviceID: strings.TrimSpace(r.PostFormValue("deviceId")),
+		EnrollmentCommon: model.EnrollmentCommon{Attestation: att, ProvisioningStatus: model.StatusEnabled}}
+	if _, err := c.cfg.Enrollments.PutEnrollment(ctx, inst, e, ""); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" created.")
+}
+
+// absent turns the answer of a Get into nil when the record does not
+// exist, and into an error when it does: create never overwrites.
+func (c *Console) absent(rec any, err error) error {
+	switch {
+	case errors.Is(err, enrollment.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	return &pageError{Status: http.StatusConflict, Msg: "A record with that id exists already."}
+}
+
+func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("enrollmentGroupId"))
+	att, err := symKey(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.absent(c.cfg.Enrollments.GetGroup(ctx, inst, id)); err != nil {
+		return err
+	}
+	g := &model.EnrollmentGroup{EnrollmentGroupID: id,
+		EnrollmentCommon: model.EnrollmentCommon{Attestation: att, ProvisioningStatus: model.StatusEnabled}}
+	if _, err := c.cfg.Enrollments.PutGroup(ctx, inst, g, ""); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" created.")
+}
+
+// wantStatus is the provisioning status a disable/enable form asks for.
+func wantStatus(r *http.Request) string {
+	if r.PostFormValue("status") == model.StatusEnabled {
+		return model.StatusEnabled
+	}
+	return model.StatusDisabled
+}
+
+func (c *Console) disableEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), r.PostFormValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	e, err := c.cfg.Enrollments.GetEnrollment(ctx, inst, id)
+	if err != nil {
+		return err
+	}
+	e.ProvisioningStatus = wantStatus(r)
+	if _, err := c.cfg.Enrollments.PutEnrollment(ctx, inst, e, e.Etag); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" is "+e.ProvisioningStatus+".")
+}
+
+func (c *Console) disableGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), r.PostFormValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	g, err := c.cfg.Enrollments.GetGroup(ctx, inst, id)
+	if err != nil {
+		return err
+	}
+	g.ProvisioningStatus = wantStatus(r)
+	if _, err := c.cfg.Enrollments.PutGroup(ctx, inst, g, g.Etag); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" is "+g.ProvisioningStatus+".")
+}
+
+func (c *Console) deleteEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), r.PostFormValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.cfg.Enrollments.DeleteEnrollment(ctx, inst, id, ""); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" deleted.")
+}
+
+func (c *Console) deleteGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), r.PostFormValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.cfg.Enrollments.DeleteGroup(ctx, inst, id, ""); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" deleted.")
+}
+
+type registrationData struct {
+	ID       string // searched for
+	Reg      *model.Registration
+	NotFound bool
+	CanWrite bool
+}
+
+// registrations searches a registration record by id and shows it.
+func (c *Console) registrations(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightRegistrationStatusRead); err != nil {
+		return err
+	}
+	inst := r.PathValue("name")
+	d := registrationData{ID: strings.TrimSpace(r.URL.Query().Get("id")), CanWrite: p.Can(model.RightRegistrationStatusWrite)}
+	if d.ID != "" {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		reg, err := c.cfg.Enrollments.GetRegistration(ctx, inst, d.ID)
+		switch {
+		case errors.Is(err, enrollment.ErrNotFound) || errors.Is(err, enrollment.ErrInvalid):
+			d.NotFound = true
+		case err != nil:
+			return err
+		default:
+			d.Reg = reg
+		}
+	}
+	c.renderInst(w, r, http.StatusOK, "registrations", p, "Registration records", inst, d)
+	return nil
+}
+
+func (c *Console) deleteRegistration(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightRegistrationStatusWrite); err != nil {
+		return err
+	}
+	inst, id := r.PathValue("name"), r.PostFormValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.cfg.Enrollments.DeleteRegistration(ctx, inst, id, ""); err != nil {
+		return err
+	}
+	return c.finish(w, r, instPath(inst, "registrations"), "Registration record "+id+" deleted.")
+}
+
+// instPath is /instances/{inst}/{sub}.
+func instPath(inst, sub string) string {
+	return "/instances/" + url.PathEscape(inst) + "/" + sub
+}
