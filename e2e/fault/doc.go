@@ -17,8 +17,9 @@
 // acknowledged write issued after it) and the throughput while degraded
 // against the healthy rate just before.
 //
-//	go test ./e2e/fault/                         # CI: 4 seeds x 5 faults
-//	OPENDPS_FAULT_SEEDS=40 go test -timeout 2h ./e2e/fault/   # 200 episodes
+//	go test ./e2e/fault/                         # CI: 20 seeds, 1 fault each (each fault 4 times)
+//	OPENDPS_FAULT_SEEDS=200 go test -timeout 3h ./e2e/fault/  # the long run: 200 seeds
+//	OPENDPS_FAULT_SEEDS=40 OPENDPS_FAULT_EPISODES=5 go test -timeout 2h ./e2e/fault/  # 200 episodes, 5 per cluster
 //	OPENDPS_FAULT_SEED=7 go test -run TestZoneFaults ./e2e/fault/  # one seed
 //
 // See docs/reliability.md for the method, the figures and the track

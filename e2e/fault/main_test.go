@@ -19,8 +19,12 @@ func TestMain(m *testing.M) { cluster.Main(m) }
 
 // Environment of the suite.
 const (
-	// SeedsEnv runs seeds 1..N (default 4: 20 fault episodes).
+	// SeedsEnv runs seeds 1..N (default 20).
 	SeedsEnv = "OPENDPS_FAULT_SEEDS"
+	// EpisodesEnv is the number of fault episodes per seed (default 1:
+	// seed s runs fault (s-1) mod 5 first, so 20 seeds run each fault four
+	// times; 5: every fault in a seeded order).
+	EpisodesEnv = "OPENDPS_FAULT_EPISODES"
 	// SeedEnv runs this one seed (a reproducer).
 	SeedEnv = "OPENDPS_FAULT_SEED"
 	// ReportEnv names a file to write the results table to (Markdown).
@@ -40,7 +44,10 @@ const (
 	EnforceEnv = "OPENDPS_FAULT_ENFORCE"
 )
 
-const defaultSeeds = 4
+const (
+	defaultSeeds    = 20
+	defaultEpisodes = 1
+)
 
 // seedResult is what one seed found.
 type seedResult struct {
@@ -88,6 +95,40 @@ func suiteFaults(t *testing.T) []FaultKind {
 			t.Fatalf("%s: unknown fault %q (know %v)", FaultsEnv, f, allFaults)
 		}
 		out = append(out, FaultKind(f))
+	}
+	return out
+}
+
+func suiteEpisodes(t *testing.T) int {
+	s := os.Getenv(EpisodesEnv)
+	if s == "" {
+		return defaultEpisodes
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", EpisodesEnv, s)
+	}
+	return n
+}
+
+// seedFaults is the faults seed runs, n of them: starting with fault
+// (seed-1) mod len(faults), so that consecutive seeds cover every fault
+// evenly, then the rest in a seeded order, repeating when n > len(faults).
+func seedFaults(faults []FaultKind, n int, seed int64, rng *rand.Rand) []FaultKind {
+	first := faults[int((seed-1)%int64(len(faults)))]
+	var rest []FaultKind
+	for _, k := range rng.Perm(len(faults)) {
+		if faults[k] != first {
+			rest = append(rest, faults[k])
+		}
+	}
+	out := []FaultKind{first}
+	for i := 0; len(out) < n; i++ {
+		if len(rest) == 0 {
+			out = append(out, first)
+			continue
+		}
+		out = append(out, rest[i%len(rest)])
 	}
 	return out
 }
@@ -142,9 +183,8 @@ func runSeed(t *testing.T, seed int64) *seedResult {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xfa))
 	in := &injector{c: c, w: w, rng: rng, ph: defaultPhases, log: t.Logf}
 	sleep(ctx, time.Second) // warm up: connections, caches
-	faults := suiteFaults(t)
-	for i, k := range rng.Perm(len(faults)) {
-		ep := &Episode{Seed: seed, Index: i, Fault: faults[k]}
+	for i, f := range seedFaults(suiteFaults(t), suiteEpisodes(t), seed, rng) {
+		ep := &Episode{Seed: seed, Index: i, Fault: f}
 		res.Episodes = append(res.Episodes, ep)
 		if err := in.episode(ctx, ep); err != nil {
 			t.Errorf("seed %d: %v", seed, err)
