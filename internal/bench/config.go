@@ -83,6 +83,20 @@ type Config struct {
 	// node costs a retry on the next one rather than the whole
 	// RegistrationTimeout (0: DefaultAttemptTimeout).
 	AttemptTimeout time.Duration
+	// ReplicationLag, against a multi-region deployment (connection.json
+	// has regions), measures the replication lag of the instance's stream
+	// during the load: the source region's nodes' lag histogram before
+	// and after, and their lag gauge every LagSampleInterval (Report.
+	// Replication).
+	ReplicationLag bool
+	// LagSampleInterval is the period of the lag gauge's sampling (0:
+	// DefaultLagSampleInterval).
+	LagSampleInterval time.Duration
+	// AllRegions spreads the registrations over the nodes of every region
+	// of a multi-region deployment (the others forward them to the
+	// primary). By default only the nodes of the instance's primary
+	// region are used.
+	AllRegions bool
 	// Cleanup deletes what setup created, and the registration records of
 	// the devices, after the run.
 	Cleanup bool
@@ -108,6 +122,7 @@ func DefaultConfig() Config {
 		RegistrationTimeout: 30 * time.Second,
 		NodeRetries:         DefaultNodeRetries,
 		AttemptTimeout:      DefaultAttemptTimeout,
+		ReplicationLag:      true,
 		Cleanup:             true,
 	}
 }
@@ -191,9 +206,17 @@ func (c *Config) Validate() error {
 // DeviceEndpoints returns the device endpoints of the nodes of conn
 // (deduplicated, in order), or its deviceEndpoint when no node has one.
 func DeviceEndpoints(conn *dpsclient.Connection) []string {
+	return deviceEndpoints(conn, "")
+}
+
+// deviceEndpoints is DeviceEndpoints of the nodes of region ("": all).
+func deviceEndpoints(conn *dpsclient.Connection, region string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, n := range conn.Nodes {
+		if region != "" && n.Region != region {
+			continue
+		}
 		if n.DeviceEndpoint != "" && !seen[n.DeviceEndpoint] {
 			seen[n.DeviceEndpoint] = true
 			out = append(out, n.DeviceEndpoint)
@@ -208,9 +231,17 @@ func DeviceEndpoints(conn *dpsclient.Connection) []string {
 // MQTTEndpoints returns the MQTT-over-TLS endpoints of the nodes of conn
 // (deduplicated, in order), or its mqttEndpoint when no node has one.
 func MQTTEndpoints(conn *dpsclient.Connection) []string {
+	return mqttEndpoints(conn, "")
+}
+
+// mqttEndpoints is MQTTEndpoints of the nodes of region ("": all).
+func mqttEndpoints(conn *dpsclient.Connection, region string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, n := range conn.Nodes {
+		if region != "" && n.Region != region {
+			continue
+		}
 		if n.MQTTEndpoint != "" && !seen[n.MQTTEndpoint] {
 			seen[n.MQTTEndpoint] = true
 			out = append(out, n.MQTTEndpoint)
@@ -222,21 +253,40 @@ func MQTTEndpoints(conn *dpsclient.Connection) []string {
 	return out
 }
 
-// endpoints are the device endpoints of the configured protocol.
+// endpoints are the device endpoints of the configured protocol: of the
+// nodes of the instance's primary region in a multi-region deployment
+// (unless AllRegions), else of every node.
 func (c *Config) endpoints() []string {
+	region := ""
+	if !c.AllRegions {
+		region = PrimaryRegion(c.Conn)
+	}
 	if c.Protocol == ProtocolMQTT {
+		if eps := mqttEndpoints(c.Conn, region); len(eps) > 0 {
+			return eps
+		}
 		return MQTTEndpoints(c.Conn)
+	}
+	if eps := deviceEndpoints(c.Conn, region); len(eps) > 0 {
+		return eps
 	}
 	return DeviceEndpoints(c.Conn)
 }
 
 // EtcdEndpoints returns the etcd client URLs of the nodes in the region of
-// the first node (one etcd cluster: a deployment with several regions runs
-// one per region), or nil.
+// the instance (PrimaryRegion), else of the first node (one etcd cluster:
+// a deployment with several regions runs one per region), or nil.
 func EtcdEndpoints(conn *dpsclient.Connection) []string {
+	if len(conn.Nodes) == 0 {
+		return nil
+	}
+	region := PrimaryRegion(conn)
+	if region == "" {
+		region = conn.Nodes[0].Region
+	}
 	var out []string
 	for _, n := range conn.Nodes {
-		if n.EtcdClientURL != "" && n.Region == conn.Nodes[0].Region {
+		if n.EtcdClientURL != "" && n.Region == region {
 			out = append(out, n.EtcdClientURL)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -62,6 +63,12 @@ type Report struct {
 	// the same for first registrations.
 	Ratio      float64 `json:"ratio,omitempty"`
 	RatioFirst float64 `json:"ratioFirst,omitempty"`
+
+	// Replication is the replication lag of the instance's stream during
+	// the load (multi-region deployments); ReplicationSkipped says why it
+	// is missing.
+	Replication        *ReplicationReport `json:"replication,omitempty"`
+	ReplicationSkipped string             `json:"replicationSkipped,omitempty"`
 
 	CleanupError string `json:"cleanupError,omitempty"`
 }
@@ -163,6 +170,17 @@ func (r *Report) WriteText(w io.Writer) {
 		p("ratio opendps/raw", "%.3f (first registrations %.3f)", r.Ratio, r.RatioFirst)
 	case r.RawSkipped != "":
 		p("raw etcd writes/s", "skipped: %s", r.RawSkipped)
+	}
+	switch rr := r.Replication; {
+	case rr != nil:
+		p("replication lag (ms)", "%s", rr)
+		p("replication lag gauge", "max %.2f ms (%d samples, every %.0f ms; settled %.1fs after the load)", rr.GaugeMaxMs, rr.GaugeSamples, rr.SampleIntervalMs, rr.SettleSeconds)
+		p("replication lag method", "histogram bucket deltas, linear interpolation within a bucket; scraped %s", strings.Join(rr.Scraped, ", "))
+		for _, e := range rr.Errors {
+			p("replication lag error", "%s", e)
+		}
+	case r.ReplicationSkipped != "":
+		p("replication lag", "skipped: %s", r.ReplicationSkipped)
 	}
 	if r.CleanupError != "" {
 		p("cleanup", "incomplete: %s", r.CleanupError)

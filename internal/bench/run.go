@@ -45,11 +45,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
+	probe := startLagProbe(ctx, &cfg, rep, log.Info)
 	log.Info("load", "duration", cfg.Duration, "concurrency", rep.Concurrency, "mode", rep.ConnectionMode, "endpoints", rep.Endpoints)
 	l := newLoad(&cfg, f, tc)
 	l.run(ctx)
 	l.fill(rep)
 	log.Info("load done", "assigned", rep.Assigned, "failed", rep.Failed, "per_second", rep.RegistrationsPerSecond)
+	if probe != nil {
+		rep.Replication = probe.finish(ctx)
+		log.Info("replication lag", "lag", rep.Replication.String(), "gauge_max_ms", rep.Replication.GaugeMaxMs)
+	}
 
 	if ctx.Err() == nil {
 		rawCheck(ctx, &cfg, rep, log.Info)
@@ -75,6 +80,31 @@ func clients(conn *dpsclient.Connection) (*dpsclient.Service, *tls.Config, error
 	}
 	tc, err := dpsclient.DeviceTLSConfig(conn.CACertificate, nil)
 	return svc, tc, err
+}
+
+// startLagProbe starts the replication lag measurement of a multi-region
+// run (nil when there is none; the report says why when it was expected).
+func startLagProbe(ctx context.Context, cfg *Config, rep *Report, info func(string, ...any)) *lagProbe {
+	if !cfg.ReplicationLag || len(cfg.Conn.Regions) == 0 {
+		return nil
+	}
+	t, err := replicationTarget(cfg.Conn)
+	if err != nil {
+		rep.ReplicationSkipped = err.Error()
+		return nil
+	}
+	hc, err := dpsclient.HTTPClient(cfg.Conn.CACertificate)
+	if err != nil {
+		rep.ReplicationSkipped = err.Error()
+		return nil
+	}
+	p := newLagProbe(t, hc, cfg.LagSampleInterval)
+	info("replication lag", "source", t.source, "destination", t.destination, "scrape", t.urls)
+	if err := p.start(ctx); err != nil {
+		rep.ReplicationSkipped = err.Error()
+		return nil
+	}
+	return p
 }
 
 func rawCheck(ctx context.Context, cfg *Config, rep *Report, info func(string, ...any)) {
