@@ -7,6 +7,7 @@
 package apierr
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,17 +95,22 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if !errors.As(err, &e) {
 		e = Wrap(err, CodeInternal, "Internal error.")
 	}
-	tid := uuid.NewString()
+	// The request's id (Track) is the body's trackingId, the
+	// x-ms-request-id header and the request_id of the log line.
+	tid := RequestID(r.Context())
+	if tid == "" {
+		tid = uuid.NewString()
+	}
 	// Paths carry ID scopes and registration ids: log the route pattern
 	// (empty outside a ServeMux), never the path (docs/dr.md).
 	switch {
 	case log == nil:
 	case e.Forwarded:
-		log.Debug("forwarded request refused", "method", r.Method, "status", e.Status, "code", e.Code, "tracking_id", tid)
+		log.Debug("forwarded request refused", "method", r.Method, "status", e.Status, "code", e.Code, LogKeyRequestID, tid)
 	case e.Status >= 500:
-		log.Error("request failed", "method", r.Method, "pattern", r.Pattern, "tracking_id", tid, "err", err)
+		log.Error("request failed", "method", r.Method, "pattern", r.Pattern, "status", e.Status, LogKeyRequestID, tid, "err", err)
 	default:
-		log.Debug("request refused", "method", r.Method, "pattern", r.Pattern, "code", e.Code, "err", err)
+		log.Debug("request refused", "method", r.Method, "pattern", r.Pattern, "status", e.Status, "code", e.Code, LogKeyRequestID, tid, "err", err)
 	}
 	h := w.Header()
 	for k, v := range e.Header {
@@ -112,10 +118,46 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("x-ms-error-code", strconv.Itoa(e.Code))
+	h.Set(HeaderRequestID, tid)
 	w.WriteHeader(e.Status)
 	json.NewEncoder(w).Encode(Body{
 		ErrorCode: e.Code, TrackingID: tid, Message: e.Message,
 		TimestampUTC: time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z"),
+	})
+}
+
+// HeaderRequestID is the response header that carries a request's id, as
+// DPS and ARM answer it; an error body's trackingId is the same id.
+const HeaderRequestID = "x-ms-request-id"
+
+// LogKeyRequestID is the log attribute of a request's id.
+const LogKeyRequestID = "request_id"
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the request id id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id ctx carries, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// Track gives each request an id, unless its context already carries one
+// (an outer Track): a new UUID, set as the x-ms-request-id response header
+// and carried by the request's context, where Write finds it for the
+// error body's trackingId and its log line.
+func Track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if RequestID(r.Context()) == "" {
+			id := uuid.NewString()
+			w.Header().Set(HeaderRequestID, id)
+			r = r.WithContext(WithRequestID(r.Context(), id))
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

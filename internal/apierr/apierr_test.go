@@ -121,8 +121,11 @@ func TestWriteLogsCauseWithTrackingID(t *testing.T) {
 	if err := json.Unmarshal(logs.Bytes(), &entry); err != nil {
 		t.Fatalf("log %q: %v", logs.String(), err)
 	}
-	if got, want := entry["tracking_id"], b.TrackingID; got != want {
-		t.Errorf("logged tracking_id = %v, want the body's %q", got, want)
+	if got, want := entry["request_id"], b.TrackingID; got != want {
+		t.Errorf("logged request_id = %v, want the body's trackingId %q", got, want)
+	}
+	if got := rec.Header().Get("x-ms-request-id"); got != b.TrackingID {
+		t.Errorf("x-ms-request-id = %q, want the body's trackingId %q", got, b.TrackingID)
 	}
 	if got := fmt.Sprint(entry["err"]); !strings.Contains(got, "disk on fire") {
 		t.Errorf("logged err = %q, want the internal cause", got)
@@ -238,5 +241,35 @@ func TestJSON(t *testing.T) {
 	}
 	if rec.Body.Len() != 0 || rec.Header().Get("Content-Type") != "" {
 		t.Errorf("JSON wrote %q before failing; the error could no longer be rendered", rec.Body)
+	}
+}
+
+// TestTrackRequestID: behind Track, a request's id is its x-ms-request-id
+// header, the trackingId of its error body and the request_id of the log
+// line of that error (4xx at debug level too); an outer Track's id is kept.
+func TestTrackRequestID(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var seen string
+	h := Track(Handler(log, func(w http.ResponseWriter, r *http.Request) error {
+		seen = RequestID(r.Context())
+		return New(CodeEnrollmentNotFound, "no such enrollment")
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	b := decodeBody(t, rec)
+	var entry map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &entry); err != nil {
+		t.Fatalf("log %q: %v", logs.String(), err)
+	}
+	if seen == "" || b.TrackingID != seen || rec.Header().Get("x-ms-request-id") != seen || entry["request_id"] != seen {
+		t.Errorf("request id %q, trackingId %q, header %q, logged %v: want one id",
+			seen, b.TrackingID, rec.Header().Get("x-ms-request-id"), entry["request_id"])
+	}
+	outer := Track(Track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = RequestID(r.Context()) })))
+	rec = httptest.NewRecorder()
+	outer.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if seen == "" || rec.Header().Get("x-ms-request-id") != seen {
+		t.Errorf("nested Track: id %q, header %q", seen, rec.Header().Get("x-ms-request-id"))
 	}
 }

@@ -63,11 +63,16 @@ func statusName(status int) string {
 // a generic message; their text goes to the log only.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := toAPIError(err)
-	tid := uuid.NewString()
+	// One id for the trackingId, x-ms-request-id and the log line
+	// (apierr.Track gives it to the request).
+	tid := apierr.RequestID(r.Context())
+	if tid == "" {
+		tid = uuid.NewString()
+	}
 	if e.Status >= 500 {
-		h.log.Error("control request failed", "method", r.Method, "path", r.URL.Path, "tracking_id", tid, "err", err)
+		h.log.Error("control request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, apierr.LogKeyRequestID, tid, "err", err)
 	} else {
-		h.log.Debug("control request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
+		h.log.Debug("control request refused", "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code, apierr.LogKeyRequestID, tid, "err", err)
 	}
 	hd := w.Header()
 	for k, v := range e.Header {
@@ -75,7 +80,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	hd.Set("Content-Type", "application/json; charset=utf-8")
 	hd.Set("x-ms-error-code", strconv.Itoa(e.Code))
-	hd.Set("x-ms-request-id", tid)
+	hd.Set(apierr.HeaderRequestID, tid)
 	w.WriteHeader(e.Status)
 	json.NewEncoder(w).Encode(errorBody{
 		Error: armError{Code: statusName(e.Status), Message: e.Message},

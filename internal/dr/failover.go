@@ -61,6 +61,7 @@ func (m *Manager) Failover(ctx context.Context, req FailoverRequest) (*model.Fai
 			rep.Region = from
 		}
 		if err := m.failoverFrom(ctx, from, cs, req); err != nil {
+			countFailoverError(req.Planned)
 			return nil, err
 		}
 		for _, c := range cs {
@@ -72,6 +73,7 @@ func (m *Manager) Failover(ctx context.Context, req FailoverRequest) (*model.Fai
 		m.log.Info("failover", "instance", it.Instance, "from", it.From, "status", it.Status, "epoch", it.Epoch,
 			"reason", it.Reason, "last_replicated_rev", it.LastReplicatedRev, "old_primary_fenced", it.OldPrimaryFenced)
 	}
+	countFailover(req.Planned, rep.Items)
 	return rep, allRefused(len(req.Instances) > 0, failoverReasons(rep.Items))
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"github.com/opendps/opendps/internal/throttle"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -107,6 +108,9 @@ type Config struct {
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+	// Log, when set, receives the node's logs instead of a text handler
+	// on stderr at LogLevel (tests capture them).
+	Log *slog.Logger `json:"-"`
 
 	// Disaster recovery (docs/dr-design.md).
 

@@ -23,12 +23,14 @@ import (
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/forward"
 	"github.com/opendps/opendps/internal/instance"
+	"github.com/opendps/opendps/internal/obs"
 	"github.com/opendps/opendps/internal/peer"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/region"
 	"github.com/opendps/opendps/internal/regions"
 	"github.com/opendps/opendps/internal/replicate"
 	"github.com/opendps/opendps/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Node is a running opendps server.
@@ -58,6 +60,8 @@ type Node struct {
 	failover   *dr.Manager       // fences, promotes and demotes instances; set by mountRegion
 	repl       *replicate.Source // the region's replicator candidate; nil without a peer link
 
+	nodeMetrics *obs.NodeCollector // registered with the default registry; nil when not
+
 	servers []*http.Server
 	addrs   map[string]string // listener name -> bound address
 
@@ -83,7 +87,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: newLogger(cfg.LogLevel).With("node", cfg.Name, "region", cfg.Region, "zone", cfg.Zone),
+	log := cfg.Log
+	if log == nil {
+		log = newLogger(cfg.LogLevel)
+	}
+	n = &Node{cfg: cfg, log: log.With("node", cfg.Name, "region", cfg.Region, "zone", cfg.Zone),
 		addrs: map[string]string{}, readyc: make(chan struct{}), errc: make(chan error, 8)}
 	partial := n // "return nil, err" clears n before deferred calls run
 	defer func() {
@@ -303,6 +311,9 @@ func (n *Node) Close() error {
 		}
 		if n.engine != nil {
 			n.engine.Close()
+		}
+		if n.nodeMetrics != nil {
+			prometheus.Unregister(n.nodeMetrics)
 		}
 		if n.store != nil {
 			n.store.Close()

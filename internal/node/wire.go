@@ -19,10 +19,12 @@ import (
 	"github.com/opendps/opendps/internal/hub"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/obs"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/replicate"
 	"github.com/opendps/opendps/internal/serviceapi"
 	"github.com/opendps/opendps/internal/throttle"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -71,6 +73,7 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	dev = obs.Device(dev) // device metrics, every protocol (docs/observability.md)
 	device, err := httpfront.New(httpfront.Config{Engine: dev, Log: n.log.With("component", "httpfront")})
 	if err != nil {
 		return nil, err
@@ -87,10 +90,11 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	if err := n.newConsole(); err != nil {
 		return nil, err
 	}
+	n.registerNodeMetrics()
 	hs := map[string]http.Handler{
 		ListenerDevice:  n.quorumGate(device),
-		ListenerService: n.quorumGate(svcFront),
-		ListenerControl: control,
+		ListenerService: obs.HTTP("service", n.log, n.quorumGate(svcFront)),
+		ListenerControl: obs.HTTP("control", n.log, control),
 		ListenerConsole: n.console,
 	}
 	if n.peerMux != nil {
@@ -204,4 +208,22 @@ func (n *Node) requireToken(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// registerNodeMetrics exports the node's store readiness and its region's
+// zone redundancy (obs.NodeCollector) until Close.
+func (n *Node) registerNodeMetrics() {
+	c := obs.NewNodeCollector(obs.NodeState{Node: n.cfg.Name, Region: n.cfg.Region, Zone: n.cfg.Zone,
+		Ready: func() bool { ok, _ := n.store.Ready(); return ok },
+		ZoneRedundancy: func() (bool, int) {
+			red, zones, _ := n.region.ZoneRedundancy()
+			return red, len(zones)
+		},
+		LiveNodes: n.region.Nodes,
+	})
+	if err := prometheus.Register(c); err != nil {
+		n.log.Warn("node metrics not exported", "err", err)
+		return
+	}
+	n.nodeMetrics = c
 }

@@ -113,7 +113,11 @@ func New(cfg Config) (http.Handler, error) {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	reqID := uuid.NewString()
+	reqID := apierr.RequestID(r.Context())
+	if reqID == "" {
+		reqID = uuid.NewString()
+		r = r.WithContext(apierr.WithRequestID(r.Context(), reqID)) // apierr.Write's trackingId
+	}
 	sw.Header().Set(headerRequestID, reqID)
 	rt, rerr := parseRoute(r.Method, r.URL.EscapedPath())
 	apierr.Handler(h.log, func(w http.ResponseWriter, r *http.Request) error {

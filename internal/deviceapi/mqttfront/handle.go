@@ -111,7 +111,9 @@ func (s *Server) errorAnswer(sess *session, r request, err error) answer {
 	}
 	tid := uuid.NewString()
 	if status >= 500 {
-		sess.log.Error("request failed", "route", r.kind.String(), "tracking_id", tid, "err", err)
+		sess.log.Error("request failed", "route", r.kind.String(), apierr.LogKeyRequestID, tid, "err", err)
+	} else {
+		sess.log.Debug("request refused", "route", r.kind.String(), "status", status, "code", e.Code, apierr.LogKeyRequestID, tid)
 	}
 	retry := 0
 	if v := e.Header.Get("Retry-After"); v != "" {
