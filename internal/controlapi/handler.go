@@ -37,6 +37,11 @@
 //	GET    P/{name}/stats                            enrollment, group and registration counts
 //	GET    /opendps/regions                          the region catalog
 //	GET    /opendps/health
+//	deployment records (deployments.go), D = /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments:
+//	GET    D                                         list, newest first
+//	PUT    D/{name}                                  create or replace
+//	GET    D/{name}
+//	DELETE D/{name}
 package controlapi
 
 import (
@@ -52,6 +57,7 @@ import (
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/regions"
+	"github.com/opendps/opendps/internal/store"
 )
 
 // Config configures the control API handler.
@@ -68,6 +74,9 @@ type Config struct {
 	Log *slog.Logger
 	// MaxBody bounds request bodies; 0 means apierr.MaxBody (96 KiB).
 	MaxBody int64
+	// Store keeps deployment records (deployments.go); nil answers their
+	// routes with 404.
+	Store *store.Store
 }
 
 // Handler serves the control API. It is safe for concurrent use.
@@ -78,6 +87,7 @@ type Handler struct {
 	log     *slog.Logger
 	maxBody int64
 	router  router
+	store   *store.Store // deployment records; may be nil
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -93,7 +103,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, errors.New("controlapi: config: Token is required")
 	}
 	h := &Handler{m: cfg.Manager, cat: cfg.Catalog, token: sha256.Sum256([]byte(cfg.Token)),
-		log: cfg.Log, maxBody: cfg.MaxBody}
+		log: cfg.Log, maxBody: cfg.MaxBody, store: cfg.Store}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -139,6 +149,7 @@ func (h *Handler) routes() {
 	rt.add(http.MethodPost, instPath+"/certificates/{cert}/verify", true, h.verifyCertificate)
 	rt.add(http.MethodGet, "/opendps/regions", false, h.regions)
 	rt.add(http.MethodGet, "/opendps/health", false, h.health)
+	h.deploymentRoutes()
 }
 
 // ServeHTTP authenticates, routes and serves a request. A panic becomes a

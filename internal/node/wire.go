@@ -49,7 +49,7 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 	}
 	n.instances = mgr
 	n.enrollments = enrollment.New(n.store)
-	ctl, err := controlapi.New(controlapi.Config{Manager: mgr, Catalog: n.catalog, Token: n.token, Log: n.log.With("component", "controlapi")})
+	ctl, err := controlapi.New(controlapi.Config{Manager: mgr, Catalog: n.catalog, Token: n.token, Log: n.log.With("component", "controlapi"), Store: n.store})
 	if err != nil {
 		return nil, err
 	}
