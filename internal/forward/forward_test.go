@@ -386,3 +386,29 @@ func TestServiceProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceProxyToASecondary: a region that receives a proxied service
+// request for an instance it is not primary of (it was demoted after the
+// sender cached its entry; its copy may be mid base copy) answers 503
+// retryable instead of serving its secondary copy.
+func TestServiceProxyToASecondary(t *testing.T) {
+	a, b := world(t)
+	instance(t, b.st, "demoted", "0ne0000CCC1", regionA, model.RoleSecondary) // b still thinks a is primary
+	instance(t, a.st, "demoted", "0ne0000CCC1", regionB, model.RoleSecondary) // a was demoted meanwhile
+	for _, method := range []string{"GET", "PUT"} {
+		req := httptest.NewRequest(method, "/registrations/d1?api-version=2021-10-01", strings.NewReader(`{}`))
+		req.Host = "demoted." + domain
+		rec := httptest.NewRecorder()
+		b.svc.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("%s through a demoted region: %d Retry-After %q %s, want 503 retryable", method, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+	select {
+	case r := <-a.svcSeen:
+		t.Errorf("the demoted region served %s %s from its secondary copy", r.Method, r.URL)
+	case r := <-b.svcSeen:
+		t.Errorf("the secondary region served %s %s itself", r.Method, r.URL)
+	default:
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/opendps/opendps/internal/apierr"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/peer"
+	"github.com/opendps/opendps/internal/store"
 )
 
 // pathService prefixes proxied service-API requests on the peer link; the
@@ -188,6 +189,23 @@ func (e *eachURL) RoundTrip(req *http.Request) (*http.Response, error) {
 // (never proxied again) with its original path and Host.
 func (s *Service) Mount(mux *http.ServeMux) {
 	mux.Handle(pathService+"/", peerOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The sender routed on its cached entry; this region may have been
+		// demoted since (its copy is then being reset by a base copy):
+		// read the entry afresh and never answer from a secondary copy.
+		if name, ok := s.instanceName(r.Host); ok {
+			dir, err := s.dirs.st.Dir(r.Context(), name)
+			if errors.Is(err, store.ErrNotFound) {
+				dir, err = nil, nil
+			}
+			if err != nil {
+				apierr.Write(w, r, nil, unavailable("The service is temporarily unavailable; retry.", err))
+				return
+			}
+			if dir != nil && dir.Role == model.RoleSecondary {
+				apierr.Write(w, r, nil, unavailable("This region is not the primary of this provisioning service; retry.", nil))
+				return
+			}
+		}
 		in := r.Clone(r.Context())
 		in.URL.Path = strings.TrimPrefix(r.URL.Path, pathService)
 		in.URL.RawPath = strings.TrimPrefix(r.URL.RawPath, pathService)
