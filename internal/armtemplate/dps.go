@@ -58,7 +58,11 @@ func checkSKU(path string, m map[string]any, e *env, c *errs) {
 		return
 	}
 	p := joinPath(path, "sku")
+	n := len(c.list)
 	v, isObj := e.evalDeep(p, raw, c).(map[string]any)
+	if len(c.list) > n {
+		return
+	}
 	if !isObj {
 		c.add(ErrInvalid, p, "", "sku must be an object such as {\"name\": \"S1\", \"capacity\": 1}")
 		return
@@ -79,7 +83,11 @@ func tags(path string, m map[string]any, e *env, c *errs) map[string]string {
 		return nil
 	}
 	p := joinPath(path, "tags")
+	n := len(c.list)
 	v, isObj := e.evalDeep(p, raw, c).(map[string]any)
+	if len(c.list) > n {
+		return nil
+	}
 	if !isObj {
 		c.add(ErrInvalid, p, exprOf(raw), "tags must be an object of strings")
 		return nil

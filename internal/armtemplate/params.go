@@ -60,7 +60,7 @@ func (p *Params) AddFile(source string, data []byte) error {
 		return &Error{Kind: ErrInvalid, Msg: source + " must be a JSON object"}
 	}
 	body, base := top, ""
-	if inner, ok := lookupKey(top, "parameters").(map[string]any); ok && (lookupKey(top, "$schema") != nil || lookupKey(top, "contentVersion") != nil) {
+	if inner, ok := lookupKey(top, "parameters").(map[string]any); ok && onlyEnvelope(top) {
 		body, base = inner, "parameters"
 	}
 	var c errs
@@ -86,6 +86,19 @@ func (p *Params) AddFile(source string, data []byte) error {
 		p.set(name, paramValue{name: name, value: val, source: source})
 	}
 	return c.err()
+}
+
+// onlyEnvelope reports whether top has no keys but those of the
+// deployment parameters format ($schema, contentVersion, parameters).
+func onlyEnvelope(top map[string]any) bool {
+	for k := range top {
+		switch strings.ToLower(k) {
+		case "$schema", "contentversion", "parameters":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // paramDef is a declared parameter.
