@@ -13,9 +13,9 @@ import (
 func testEnv() *env {
 	e := &env{scope: Scope{Subscription: "sub-1", ResourceGroup: "rg-1", Location: "westeurope"}, paramsAllowed: true,
 		params: map[string]any{"name": "Contoso", "count": int64(3), "list": []any{"a", "b"}, "obj": map[string]any{"Inner": map[string]any{"x": "y"}}},
-		vars: map[string]any{"prefix": "[toLower(parameters('name'))]", "loopa": "[variables('loopB')]", "loopb": "[variables('loopA')]"},
-		names: map[string]string{"prefix": "prefix", "loopa": "loopA", "loopb": "loopB"},
-		done: map[string]any{}, active: map[string]bool{}, resources: map[string]string{}}
+		vars:   map[string]any{"prefix": "[toLower(parameters('name'))]", "loopa": "[variables('loopB')]", "loopb": "[variables('loopA')]"},
+		names:  map[string]string{"prefix": "prefix", "loopa": "loopA", "loopb": "loopB"},
+		done:   map[string]any{}, active: map[string]bool{}, resources: map[string]string{}}
 	return e
 }
 
@@ -26,7 +26,7 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"plain text", "plain text"},
 		{"[[not an expression]", "[not an expression]"},
-		{"[[", "[["}, // too short to be an expression: a literal
+		{"[[", "[["},                   // too short to be an expression: a literal
 		{"[concat('a'", "[concat('a'"}, // no closing bracket: a literal
 		{"[ 'quoted ''x''' ]", "quoted 'x'"},
 		{"[parameters('name')]", "Contoso"},
