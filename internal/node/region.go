@@ -135,7 +135,7 @@ func (n *Node) quorumGate(h http.Handler) http.Handler {
 		if ok, reason := n.store.Ready(); !ok {
 			e := apierr.New(apierr.CodeUnavailable, "This node cannot reach the quorum of its region right now; retry, or use another node.")
 			e.Header = http.Header{"Retry-After": []string{"1"}}
-			n.log.Debug("request refused: no quorum", "path", r.URL.Path, "reason", reason)
+			n.log.Debug("request refused: no quorum", "reason", reason) // no path: it names scopes and devices (docs/dr.md)
 			apierr.Write(w, r, nil, e)
 			return
 		}
