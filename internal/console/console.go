@@ -32,6 +32,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/opendps/opendps/internal/instance"
@@ -152,6 +153,12 @@ type Console struct {
 	lag   *lagRing // nil without sampling
 	stop  chan struct{}
 	done  chan struct{}
+	// Failovers started from the console run in the background (bg),
+	// under bgCtx, which Close cancels.
+	ops      opLog
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // New validates cfg and returns a console; its lag sampler runs until
@@ -183,6 +190,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, log: log, key: sessionKey(cfg), pages: p,
 		stop: make(chan struct{}), done: make(chan struct{})}
+	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	c.routes()
 	if cfg.Replication != nil && cfg.SampleInterval > 0 {
 		c.lag = newLagRing(lagSamples)
@@ -206,7 +214,9 @@ func sessionKey(cfg Config) []byte {
 	return m.Sum(nil)
 }
 
-// Close stops the sampler. It is idempotent.
+// Close stops the sampler, cancels the failovers still running (as the
+// end of a control API request would) and waits for them. It is
+// idempotent.
 func (c *Console) Close() {
 	select {
 	case <-c.stop:
@@ -214,6 +224,8 @@ func (c *Console) Close() {
 		close(c.stop)
 	}
 	<-c.done
+	c.bgCancel()
+	c.bg.Wait()
 }
 
 // ServeHTTP serves the console, with headers that keep it out of frames
@@ -262,6 +274,8 @@ func (c *Console) routes() {
 	m.Handle("GET /regions", c.op(c.regionView))
 	m.Handle("GET /regions/failover", c.op(c.failoverPreview))
 	m.Handle("POST /regions/failover", c.op(c.runFailover))
+	m.Handle("GET /regions/failovers", c.op(c.failoverOps))
+	m.Handle("GET /regions/failovers/{id}", c.op(c.failoverOpPage))
 	m.Handle("/", c.auth(func(w http.ResponseWriter, r *http.Request, s *principal) error {
 		return &pageError{Status: http.StatusNotFound, Msg: "There is no page at " + r.URL.Path + "."}
 	}))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opendps/opendps/internal/instance"
@@ -146,7 +147,6 @@ type failoverTarget struct {
 type failoverData struct {
 	Instance, From string // what is failed over: one instance, or a region's
 	Targets        []failoverTarget
-	Report         *model.FailoverReport
 	ReplErr        string
 }
 
@@ -207,12 +207,14 @@ func (c *Console) failoverPlan(r *http.Request, inst, from string) (*failoverDat
 	return d, nil
 }
 
-// runFailover fails over what the confirmed form names, and shows the
-// report.
+// runFailover starts a failover of what the confirmed form names and
+// sends the browser to its operation page. The failover runs detached from
+// the request (a planned one drains for up to dr.DefaultDrainTimeout): a
+// closed tab or a dropped connection does not stop it half-way, and the
+// operation page shows its report when it ends.
 func (c *Console) runFailover(w http.ResponseWriter, r *http.Request, p *principal) error {
 	inst, from := r.PostFormValue("instance"), r.PostFormValue("from")
-	d, err := c.failoverPlan(r, inst, from)
-	if err != nil {
+	if _, err := c.failoverPlan(r, inst, from); err != nil {
 		return err
 	}
 	req := model.FailoverRequest{From: from, Planned: r.PostFormValue("mode") != "unplanned",
@@ -220,15 +222,110 @@ func (c *Console) runFailover(w http.ResponseWriter, r *http.Request, p *princip
 	if inst != "" {
 		req.Instances = []string{inst}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), failoverTimeout)
-	defer cancel()
-	c.log.Info("console failover", "instance", inst, "from", from, "planned", req.Planned, "force", req.Force)
-	rep, err := c.cfg.DR.Failover(ctx, req)
-	if err != nil {
-		return err
+	op := c.ops.start(req, inst)
+	c.log.Info("console failover", "op_id", op.ID, "instance", inst, "from", from, "planned", req.Planned, "force", req.Force)
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(c.bgCtx, failoverTimeout)
+		defer cancel()
+		rep, err := c.cfg.DR.Failover(ctx, req)
+		msg := ""
+		if err != nil {
+			if _, msg = userError(err); msg == "" {
+				msg = "The failover failed; see the node's log (op " + op.ID + ")."
+			}
+			c.log.Error("console failover failed", "op_id", op.ID, "err", err)
+		}
+		if rep != nil {
+			slices.SortFunc(rep.Items, func(a, b model.FailoverItem) int { return cmp.Compare(a.Instance, b.Instance) })
+		}
+		c.ops.finish(op.ID, rep, msg)
+	}()
+	return c.finish(w, r, "/regions/failovers/"+op.ID, "")
+}
+
+// failoverOp is a failover started from the console.
+type failoverOp struct {
+	ID       string
+	What     string // the instance, or "region R"
+	Req      model.FailoverRequest
+	Started  time.Time
+	Done     bool
+	Report   *model.FailoverReport
+	Error    string
+	Duration time.Duration
+}
+
+// opLog keeps the last maxOps failovers of this node, in memory.
+type opLog struct {
+	mu  sync.Mutex
+	ops []*failoverOp // guarded by mu; newest last
+}
+
+const maxOps = 20
+
+func (l *opLog) start(req model.FailoverRequest, inst string) failoverOp {
+	op := &failoverOp{ID: randomID()[:12], Req: req, Started: time.Now(), What: inst}
+	if inst == "" {
+		op.What = "region " + req.From
 	}
-	slices.SortFunc(rep.Items, func(a, b model.FailoverItem) int { return cmp.Compare(a.Instance, b.Instance) })
-	d.Report = rep
-	c.render(w, r, http.StatusOK, "failover", p, "Failover", d)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, op)
+	if len(l.ops) > maxOps {
+		l.ops = l.ops[len(l.ops)-maxOps:]
+	}
+	return *op
+}
+
+func (l *opLog) finish(id string, rep *model.FailoverReport, errMsg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, op := range l.ops {
+		if op.ID == id {
+			op.Done, op.Report, op.Error, op.Duration = true, rep, errMsg, time.Since(op.Started).Round(time.Millisecond)
+		}
+	}
+}
+
+// list returns copies of the operations, newest first.
+func (l *opLog) list() []failoverOp {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]failoverOp, 0, len(l.ops))
+	for i := len(l.ops) - 1; i >= 0; i-- {
+		out = append(out, *l.ops[i])
+	}
+	return out
+}
+
+func (l *opLog) get(id string) (failoverOp, bool) {
+	for _, op := range l.list() {
+		if op.ID == id {
+			return op, true
+		}
+	}
+	return failoverOp{}, false
+}
+
+// failoverOps lists the failovers started from this node's console.
+func (c *Console) failoverOps(w http.ResponseWriter, r *http.Request, p *principal) error {
+	c.render(w, r, http.StatusOK, "operations", p, "Failovers from this console", c.ops.list())
+	return nil
+}
+
+// failoverOpPage shows one failover: running (the page reloads itself),
+// or its report.
+func (c *Console) failoverOpPage(w http.ResponseWriter, r *http.Request, p *principal) error {
+	op, ok := c.ops.get(r.PathValue("id"))
+	if !ok {
+		return &pageError{Status: http.StatusNotFound, Msg: "No such failover on this node (the console keeps the last 20, until the node restarts)."}
+	}
+	pd := pageData{Title: "Failover " + op.What, P: p, Region: c.cfg.RegionName, D: op}
+	if !op.Done {
+		pd.Refresh = 1
+	}
+	c.renderData(w, r, http.StatusOK, "operation", pd)
 	return nil
 }

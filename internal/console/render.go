@@ -31,6 +31,8 @@ type pageData struct {
 	Region string // the node's region
 	Inst   string // the instance of an instance page ("" elsewhere)
 	D      any    // the page's own data
+	// Refresh, when positive, reloads the page after that many seconds.
+	Refresh int
 }
 
 func parsePages(cat *regions.Catalog) (pages, error) {
@@ -89,14 +91,18 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 }
 
 func (c *Console) renderInst(w http.ResponseWriter, r *http.Request, status int, page string, p *principal, title, inst string, data any) {
+	c.renderData(w, r, status, page, pageData{Title: title, P: p, Region: c.cfg.RegionName, Inst: inst, D: data})
+}
+
+// renderData writes page with pd inside the layout.
+func (c *Console) renderData(w http.ResponseWriter, r *http.Request, status int, page string, pd pageData) {
 	t := c.pages[page]
 	if t == nil {
 		c.log.Error("console: no template", "page", page)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	pd := pageData{Title: title, P: p, Region: c.cfg.RegionName, Inst: inst, D: data}
-	if p != nil && (p.Operator || p.Instance != "") {
+	if pd.P != nil && (pd.P.Operator || pd.P.Instance != "") {
 		pd.Flash = c.takeFlash(w, r)
 	}
 	var buf bytes.Buffer
