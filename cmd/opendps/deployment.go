@@ -49,11 +49,12 @@ func addDeployFlags(cmd *cobra.Command, f *deployFlags) {
 
 // deployEnv is a control client in the deployment's region and the plan.
 type deployEnv struct {
-	ctl  *dpsclient.Control
-	name string
-	tpl  *armtemplate.Template
-	plan *armtemplate.Plan
-	err  error // validation error (plan is nil)
+	ctl    *dpsclient.Control
+	region string // the deployment's region
+	name   string
+	tpl    *armtemplate.Template
+	plan   *armtemplate.Plan
+	err    error // validation error (plan is nil)
 }
 
 // deploymentControl returns a control client for the region location (the
@@ -117,7 +118,7 @@ func prepare(ctx context.Context, f *deployFlags, location string) (*deployEnv, 
 		rs[i] = regions.Region{Name: r.Name, DisplayName: r.DisplayName, PairedRegion: r.PairedRegion,
 			AvailabilityZones: r.AvailabilityZones, DataResidencyAllowed: r.DataResidencyAllowed}
 	}
-	d := &deployEnv{ctl: ctl, name: f.name}
+	d := &deployEnv{ctl: ctl, region: region, name: f.name}
 	if d.name == "" {
 		d.name = strings.TrimSuffix(filepath.Base(f.templateFile), filepath.Ext(f.templateFile))
 	}
@@ -177,7 +178,7 @@ func deployCreateCmd(location *string) *cobra.Command {
 				return err
 			}
 			if d.err != nil {
-				scope := armtemplate.Scope{Subscription: d.ctl.Subscription, ResourceGroup: d.ctl.ResourceGroup, Location: *location}
+				scope := armtemplate.Scope{Subscription: d.ctl.Subscription, ResourceGroup: d.ctl.ResourceGroup, Location: d.region}
 				hash := ""
 				if d.tpl != nil {
 					hash = d.tpl.Hash

@@ -2,6 +2,7 @@ package deployment
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -84,18 +85,60 @@ func instanceDelta(r *armtemplate.Resource, cur *dpsclient.ProvisioningService) 
 		add("tags", nonNil(cur.Tags), r.Tags)
 	}
 	if want.IotHubs != nil {
-		before, after := currentHubs(p.IotHubs, cur.Location), wantHubs(r)
-		if !slices.Equal(before, after) {
-			add("properties.iotHubs", before, after)
-		}
+		d = append(d, listDelta("properties.iotHubs", currentHubs(p.IotHubs, cur.Location), wantHubs(r), func(h hubView) string { return h.HostName })...)
 	}
 	if want.AuthorizationPolicies != nil {
-		before, after := currentPolicies(p.AuthorizationPolicies), wantPolicies(r)
-		if !slices.Equal(before, after) {
-			add("properties.authorizationPolicies", before, after)
-		}
+		d = append(d, listDelta("properties.authorizationPolicies", currentPolicies(p.AuthorizationPolicies), wantPolicies(r), func(p policyView) string { return p.KeyName })...)
 	}
 	return d, nil
+}
+
+// listDelta diffs two lists of records keyed by key: an added or removed
+// record is one change at path[key], a changed one a change per field at
+// path[key].field (fields by their JSON names).
+func listDelta[T comparable](path string, before, after []T, key func(T) string) []dpsclient.PropertyChange {
+	var out []dpsclient.PropertyChange
+	old := map[string]T{}
+	for _, b := range before {
+		old[key(b)] = b
+	}
+	seen := map[string]bool{}
+	for _, a := range after {
+		k := key(a)
+		seen[k] = true
+		b, ok := old[k]
+		switch {
+		case !ok:
+			out = append(out, dpsclient.PropertyChange{Path: path + "[" + k + "]", After: a})
+		case b != a:
+			out = append(out, fieldDelta(path+"["+k+"]", b, a)...)
+		}
+	}
+	for _, b := range before {
+		if !seen[key(b)] {
+			out = append(out, dpsclient.PropertyChange{Path: path + "[" + key(b) + "]", Before: b})
+		}
+	}
+	return out
+}
+
+// fieldDelta lists the fields of two records (as JSON objects) that differ.
+func fieldDelta(path string, before, after any) []dpsclient.PropertyChange {
+	bm, am := asMap(before), asMap(after)
+	var out []dpsclient.PropertyChange
+	for _, k := range slices.Sorted(maps.Keys(am)) {
+		if fmt.Sprint(bm[k]) != fmt.Sprint(am[k]) {
+			out = append(out, dpsclient.PropertyChange{Path: path + "." + k, Before: bm[k], After: am[k]})
+		}
+	}
+	return out
+}
+
+func asMap(v any) map[string]any {
+	b, _ := json.Marshal(v)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return m
 }
 
 func nonNil(m map[string]string) map[string]string {

@@ -39,9 +39,9 @@ func TestInstanceDelta(t *testing.T) {
 		{"defaults equal what the service filled in", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{hub}, AllocationPolicy: "Hashed"}, map[string]string{}, nil},
 		{"unset properties are not compared", armtemplate.InstanceProps{}, nil, nil},
 		{"policies by name and rights, any order and case", armtemplate.InstanceProps{AuthorizationPolicies: []armtemplate.Policy{{KeyName: "ProvisioningServiceOwner", Rights: "EnrollmentRead, ServiceConfig"}}}, nil, nil},
-		{"weight", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{{ConnectionString: cs1, HostName: "hub1.localhost:9", KeyName: "iothubowner", AllocationWeight: ptr(5)}}}, nil, []string{"properties.iotHubs"}},
-		{"hub key name", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{{HostName: "hub1.localhost:9", KeyName: "registryRead"}}}, nil, []string{"properties.iotHubs"}},
-		{"no hubs", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{}}, nil, []string{"properties.iotHubs"}},
+		{"weight", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{{ConnectionString: cs1, HostName: "hub1.localhost:9", KeyName: "iothubowner", AllocationWeight: ptr(5)}}}, nil, []string{"properties.iotHubs[hub1.localhost:9].allocationWeight"}},
+		{"hub key name", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{{HostName: "hub1.localhost:9", KeyName: "registryRead"}}}, nil, []string{"properties.iotHubs[hub1.localhost:9].keyName"}},
+		{"no hubs", armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{}}, nil, []string{"properties.iotHubs[hub1.localhost:9]"}},
 		{"policy and tags", armtemplate.InstanceProps{AllocationPolicy: "Static"}, map[string]string{"a": "b"}, []string{"properties.allocationPolicy", "tags"}},
 	} {
 		d, err := instanceDelta(instanceRes(&tc.props, tc.tags), current())
