@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -397,5 +398,80 @@ func TestLagChart(t *testing.T) {
 	}
 	if pts := strings.Fields(ch.Series[0].Points); len(pts) != 3 {
 		t.Errorf("chart points %q, want 3", ch.Series[0].Points)
+	}
+}
+
+// fakeDR records failovers and promotes at once.
+type fakeDR struct {
+	mu   sync.Mutex
+	reqs []model.FailoverRequest
+}
+
+func (d *fakeDR) Failover(ctx context.Context, req model.FailoverRequest) (*model.FailoverReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reqs = append(d.reqs, req)
+	return &model.FailoverReport{Region: "westeurope", To: "northeurope", Planned: req.Planned,
+		Items: []model.FailoverItem{{Instance: "contoso", From: "westeurope", To: "northeurope", Epoch: 2, Status: model.FailoverPromoted, LastReplicatedRev: 42}}}, nil
+}
+
+func TestFailover(t *testing.T) {
+	secondary := testView("contoso")
+	secondary.Dir.Role = model.RoleSecondary
+	primary := testView("fabrikam") // primary here: its failover runs in northeurope
+	primary.Dir.Primary, primary.Dir.Secondary = "northeurope", "westeurope"
+	d := &fakeDR{}
+	c, err := New(Config{Instances: newFakeInstances(secondary, primary), Enrollments: newFakeEnrollments(), Catalog: regions.Builtin(),
+		OperatorToken: testToken, RegionName: "northeurope", DR: d, SampleInterval: -1,
+		Replication: func(context.Context) ([]model.ReplStatus, []model.ReplState, error) {
+			return nil, []model.ReplState{{Instance: "contoso", Source: "westeurope", Epoch: 1, Phase: model.ReplStreaming, Rev: 41,
+				SourceTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	b := (&fixture{srv: srv}).browser(t)
+	b.signInOperator()
+
+	code, body, _ := b.get("/regions/failover?instance=contoso")
+	if code != http.StatusOK {
+		t.Fatalf("preview: %d\n%s", code, body)
+	}
+	for _, want := range []string{"41", "2026-01-02 03:04:05Z", "streaming", "West Europe (westeurope)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the preview does not show %q (what may be lost)", want)
+		}
+	}
+	if len(d.reqs) != 0 {
+		t.Fatalf("the preview failed over")
+	}
+	if code, _, _ := b.get("/regions/failover?instance=fabrikam"); code != http.StatusConflict {
+		t.Errorf("preview of an instance primary here: %d, want 409", code)
+	}
+	tok := csrfRE.FindStringSubmatch(body)[1]
+	code, _, h := b.post("/regions/failover", url.Values{"csrf": {tok}, "instance": {"contoso"}, "mode": {"planned"}})
+	op := h.Get("Location")
+	if code != http.StatusSeeOther || !strings.HasPrefix(op, "/regions/failovers/") {
+		t.Fatalf("confirm: %d %s", code, op)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body, _ = b.get(op)
+		if strings.Contains(body, "Done in") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(body, "promoted") || !strings.Contains(body, "North Europe (northeurope)") {
+		t.Errorf("the operation page does not show the report:\n%s", body)
+	}
+	if len(d.reqs) != 1 || !d.reqs[0].Planned || d.reqs[0].Instances[0] != "contoso" {
+		t.Errorf("failover requests %+v, want one planned failover of contoso", d.reqs)
+	}
+	if _, body, _ := b.get("/regions/failovers"); !strings.Contains(body, op) {
+		t.Errorf("the failover list does not link %s", op)
 	}
 }
