@@ -32,6 +32,9 @@ const (
 	WorkersEnv = "OPENDPS_DR_WORKERS"
 	// RoundsEnv repeats the whole suite (default 1).
 	RoundsEnv = "OPENDPS_DR_ROUNDS"
+	// StrictReadsEnv, when "1", fails the suite on a non-linearizable
+	// read history (stale reads around a failover), not only on loss.
+	StrictReadsEnv = "OPENDPS_DR_STRICT_READS"
 )
 
 // suite is the configuration of a run.
