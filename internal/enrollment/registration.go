@@ -28,7 +28,7 @@ func (s *Service) GetRegistration(ctx context.Context, instance, regID string) (
 		return nil, err
 	}
 	var r model.Registration
-	ok, err := s.st.Get(ctx, store.Key(instance, store.KindRegistration, regID), &r)
+	ok, err := s.st.GetFenced(ctx, instance, store.Key(instance, store.KindRegistration, regID), &r)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (s *Service) ListGroupRegistrations(ctx context.Context, instance, groupID,
 	page = make([]*model.Registration, 0, len(keys))
 	for _, k := range keys {
 		var r model.Registration
-		ok, err := s.st.Get(ctx, store.Key(instance, store.KindRegistration, strings.TrimPrefix(k, prefix)), &r)
+		ok, err := s.st.GetFenced(ctx, instance, store.Key(instance, store.KindRegistration, strings.TrimPrefix(k, prefix)), &r)
 		if err != nil {
 			return nil, "", err
 		}

@@ -89,7 +89,7 @@ func getRecord[T any, P record[T]](ctx context.Context, s *Service, instance str
 		return nil, err
 	}
 	v := P(new(T))
-	ok, err := s.st.Get(ctx, store.Key(instance, k.kind, id), v)
+	ok, err := s.st.GetFenced(ctx, instance, store.Key(instance, k.kind, id), v)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func listRecords[T any](ctx context.Context, s *Service, instance, kind, after s
 	if after != "" {
 		afterKey = prefix + strings.ToLower(after)
 	}
-	p, err := s.st.List(ctx, prefix, afterKey, limit)
+	p, err := s.st.ListFenced(ctx, instance, prefix, afterKey, limit)
 	if err != nil {
 		return nil, "", err
 	}

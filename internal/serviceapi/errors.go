@@ -28,7 +28,7 @@ func mapErr(err error, rt route) error {
 	case errors.Is(err, enrollment.ErrInstanceNotFound):
 		return apierr.Wrap(err, apierr.CodeInstanceNotFound, "The provisioning service does not exist.")
 	case errors.Is(err, store.ErrFenced):
-		return retryLater(err, "This provisioning service is not writable in this region (failover or replica); try again.")
+		return retryLater(err, "This provisioning service is not served by this region right now (failover under way); try again.")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrUnavailable):
 		return retryLater(err, "Storage is busy or unavailable; try again.")
 	}
