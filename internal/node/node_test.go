@@ -144,12 +144,16 @@ func TestNodeServes(t *testing.T) {
 		})
 	}
 
-	for _, l := range []string{ListenerDevice, ListenerConsole} {
-		t.Run("unknown path on "+l, func(t *testing.T) {
-			resp, body := get(t, cli, "https://"+n.Addr(l)+"/no/such/route", "")
-			checkDPS404(t, resp, body)
-		})
-	}
+	t.Run("unknown path on "+ListenerDevice, func(t *testing.T) {
+		resp, body := get(t, cli, "https://"+n.Addr(ListenerDevice)+"/no/such/route", "")
+		checkDPS404(t, resp, body)
+	})
+	t.Run("console without a session", func(t *testing.T) { // internal/console; the client follows the redirect
+		resp, body := get(t, cli, "https://"+n.Addr(ListenerConsole)+"/instances", "")
+		if resp.StatusCode != 200 || resp.Request.URL.Path != "/signin" || !strings.Contains(body, `id="signin-operator"`) {
+			t.Errorf("GET /instances = %d at %s, want the sign-in page", resp.StatusCode, resp.Request.URL)
+		}
+	})
 
 	t.Run("plain HTTP refused", func(t *testing.T) {
 		plain := &http.Client{Timeout: 5 * time.Second}
