@@ -267,6 +267,9 @@ func TestPlannedFailover(t *testing.T) {
 	}
 	wantContains(t, "West Europe streams", we.text("#streams"), "default", "North Europe (northeurope)", "streaming")
 	we.shot("lag-chart")
+	we.open("/instances/default", "#overview")
+	wantContains(t, "West Europe Overview lag", we.text("#lag"), "ms to North Europe (northeurope)", "streaming")
+	wantContains(t, "West Europe Overview role", we.text("#role")+" "+we.text("#epoch"), "primary 1")
 
 	row := `#dr-instances tr[data-instance="default"]`
 	wantContains(t, "default before", b.text(row), "West Europe (westeurope)", "secondary", "Fail over to northeurope")

@@ -97,8 +97,11 @@ type chart struct {
 
 type series struct {
 	Pair, Color, Points string
+	Dots                []dot // one per sample: a line of one sample shows
 	Last                string
 }
+
+type dot struct{ X, Y string }
 
 var chartColors = []string{"#0b5cad", "#b5431a", "#2e7d32", "#6a1b9a", "#8d6e00"}
 
@@ -134,9 +137,10 @@ func (c *Console) lagChart(now time.Time) *chart {
 			if age > window {
 				continue
 			}
-			x := float64(ch.Left) + plotW*(1-float64(age)/float64(window))
-			y := 10 + plotH*(1-v/yMax)
+			x := float64(ch.Left) + 2 + plotW*(1-float64(age)/float64(window))
+			y := 10 + (plotH-3)*(1-v/yMax) // 0 ms just above the axis
 			pts = fmt.Appendf(pts, "%.1f,%.1f ", x, y)
+			se.Dots = append(se.Dots, dot{X: fmt.Sprintf("%.1f", x), Y: fmt.Sprintf("%.1f", y)})
 			se.Last = fmt.Sprintf("%.0f ms", v)
 		}
 		se.Points = string(pts)
