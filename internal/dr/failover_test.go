@@ -125,6 +125,32 @@ func TestResidencyRefused(t *testing.T) {
 	}
 }
 
+// TestResidencyRefusedByThePair: the pair region never holds a residency
+// instance, yet refuses its failover with the residency reason (it asks the
+// other regions), not with "does not exist".
+func TestResidencyRefusedByThePair(t *testing.T) {
+	wr, nr := pair(t)
+	ctx := ctxT(t)
+	d := model.DirEntry{Name: "canary-pair", IDScope: "0necanaryp", Primary: we, Epoch: 1, Role: model.RolePrimary}
+	if err := wr.st.CreateInstance(ctx, d, &model.Instance{Name: d.Name, IDScope: d.IDScope, EnableDataResidency: true}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := manager(t, nr)
+	rep, err := m.Failover(ctx, FailoverRequest{Instances: []string{"canary-pair"}, Force: true})
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("failover at the pair: err = %v, want a refusal", err)
+	}
+	it := itemOf(t, rep, "canary-pair")
+	if it.Status != model.FailoverRefused || !contains(it.Reason, "data residency") || !contains(it.Reason, we) {
+		t.Errorf("item = %+v, want refused for data residency, kept in %s", it, we)
+	}
+	// An instance nobody has is still "does not exist".
+	rep, _ = m.Failover(ctx, FailoverRequest{Instances: []string{"nowhere"}, Force: true})
+	if it := itemOf(t, rep, "nowhere"); !contains(it.Reason, "does not exist") {
+		t.Errorf("unknown instance: %+v", it)
+	}
+}
+
 // TestFailoverCooldown: a failback within the cool-down is refused unless
 // forced.
 func TestFailoverCooldown(t *testing.T) {

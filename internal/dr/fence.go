@@ -2,9 +2,12 @@ package dr
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/opendps/opendps/internal/apierr"
@@ -97,7 +100,7 @@ func (m *Manager) named(ctx context.Context, names []string) ([]target, error) {
 		}
 		t := target{name: n, e: e}
 		if e == nil {
-			t.reason = fmt.Sprintf("instance %s does not exist in region %s", n, m.cfg.Region)
+			t.reason = m.whereElse(ctx, n)
 		}
 		out = append(out, t)
 	}
@@ -260,4 +263,37 @@ func (m *Manager) withDataRev(ctx context.Context, it model.FenceItem, undo bool
 		}
 	}
 	return it, nil
+}
+
+// whereElse explains why an instance this region does not hold cannot be
+// acted on: a data-residency instance is never copied to other regions, so
+// its failover is refused here with the residency reason, as in its own
+// region. The other regions are asked over the peer link (best effort).
+func (m *Manager) whereElse(ctx context.Context, name string) string {
+	reason := fmt.Sprintf("instance %s does not exist in region %s", name, m.cfg.Region)
+	if m.cfg.Peer == nil {
+		return reason
+	}
+	ctx, cancel := context.WithTimeout(ctx, PeerFenceTimeout)
+	defer cancel()
+	for _, r := range m.cfg.Peer.Peers() {
+		resp, err := m.cfg.Peer.Do(ctx, r, http.MethodGet, peer.PathPrefix+"locate-instance/"+url.PathEscape(name), nil, nil)
+		if err != nil {
+			continue
+		}
+		var loc struct {
+			Region    string `json:"region"`
+			DREnabled bool   `json:"drEnabled"`
+		}
+		ok := resp.StatusCode == http.StatusOK && json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&loc) == nil
+		resp.Body.Close()
+		if !ok {
+			continue
+		}
+		if !loc.DREnabled {
+			return fmt.Sprintf("%v: instance %s is kept in %s only", ErrResidency, name, loc.Region)
+		}
+		return fmt.Sprintf("%s (its primary is %s)", reason, loc.Region)
+	}
+	return reason
 }

@@ -127,6 +127,16 @@ func servePeer(cfg *peer.Config, m *Manager) (string, *http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+PathPeerFence, m.FenceHandler(nil))
+	// A stand-in for internal/forward's locate endpoint (mounted by the
+	// node): where is an instance primary, and is its DR enabled.
+	mux.HandleFunc("GET "+peer.PathPrefix+"locate-instance/{name}", func(w http.ResponseWriter, r *http.Request) {
+		d, err := m.cfg.Store.Dir(r.Context(), r.PathValue("name"))
+		if err != nil || d.Role == model.RoleSecondary {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"region": m.cfg.Region, "instance": d.Name, "drEnabled": d.DREnabled})
+	})
 	srv := &http.Server{TLSConfig: cfg.ServerTLS(), Handler: mux}
 	go srv.ServeTLS(ln, "", "")
 	return "https://" + ln.Addr().String(), srv, nil

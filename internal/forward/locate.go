@@ -31,6 +31,9 @@ type Location struct {
 	Instance string `json:"instance"`
 	Epoch    uint64 `json:"epoch"`
 	Role     string `json:"role"`
+	// DREnabled is false for a data-residency instance (its failover is
+	// refused everywhere, also by regions that never saw it).
+	DREnabled bool `json:"drEnabled"`
 }
 
 // errPeersUnreachable is returned by locate when no peer holds the key as

@@ -221,7 +221,7 @@ func answerLocate(w http.ResponseWriter, region string, d *model.DirEntry, err e
 	if role == "" {
 		role = model.RolePrimary
 	}
-	return apierr.JSON(w, http.StatusOK, Location{Region: region, Instance: d.Name, Epoch: d.Epoch, Role: role})
+	return apierr.JSON(w, http.StatusOK, Location{Region: region, Instance: d.Name, Epoch: d.Epoch, Role: role, DREnabled: d.DREnabled})
 }
 
 // Mount adds the receiving side of device forwarding to the peer
