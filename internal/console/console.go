@@ -65,6 +65,10 @@ type Instances interface {
 	Stats(ctx context.Context, name string) (instance.Stats, error)
 	AddHub(ctx context.Context, name string, s instance.HubSpec) (h model.LinkedHub, created bool, err error)
 	RemoveHub(ctx context.Context, name, hostName string) error
+	Delete(ctx context.Context, name, ifMatch string) error
+	SetPolicy(ctx context.Context, name, keyName, rights string, createOnly bool) (p model.AccessPolicy, created bool, err error)
+	RemovePolicy(ctx context.Context, name, keyName string) error
+	RegenerateKey(ctx context.Context, name, keyName, which string) (model.AccessPolicy, error)
 	Certificates(ctx context.Context, name string) ([]model.Certificate, error)
 	PutCertificate(ctx context.Context, name, certName string, s instance.CertSpec) (c model.Certificate, created bool, err error)
 	GenerateVerificationCode(ctx context.Context, name, certName, ifMatch string) (model.Certificate, error)
@@ -79,6 +83,7 @@ type Enrollments interface {
 	PutEnrollment(ctx context.Context, instance string, e *model.IndividualEnrollment, ifMatch string) (*model.IndividualEnrollment, error)
 	DeleteEnrollment(ctx context.Context, instance, regID, ifMatch string) error
 	ListGroups(ctx context.Context, instance, after string, limit int) ([]*model.EnrollmentGroup, string, error)
+	ListGroupRegistrations(ctx context.Context, instance, groupID, after string, limit int) ([]*model.Registration, string, error)
 	GetGroup(ctx context.Context, instance, groupID string) (*model.EnrollmentGroup, error)
 	PutGroup(ctx context.Context, instance string, g *model.EnrollmentGroup, ifMatch string) (*model.EnrollmentGroup, error)
 	DeleteGroup(ctx context.Context, instance, groupID, ifMatch string) error
@@ -92,9 +97,13 @@ type Region interface {
 }
 
 // DR runs failovers in the node's region (dr.Manager): the region that
-// becomes primary runs them.
+// becomes primary runs them. It also fences the region's primary
+// instances and keeps the lost-writes reports of those it lost.
 type DR interface {
 	Failover(ctx context.Context, req model.FailoverRequest) (*model.FailoverReport, error)
+	Fence(ctx context.Context, req model.FenceRequest) (*model.FenceResult, error)
+	LostWrites(ctx context.Context, instance string) ([]model.LostWrites, error)
+	DeleteLostWrites(ctx context.Context, instance string, newEpoch uint64) error
 }
 
 // ReplicationFunc reports the region's replication: the streams it sends
@@ -115,6 +124,14 @@ type Config struct {
 	SessionKey []byte
 	// RegionName is the node's region ("" in single-region tests).
 	RegionName string
+	// RegionConsoles maps other regions to the base URL of a console
+	// there ("https://host:port"): pages about an instance whose primary
+	// is such a region link to it. Regions it lacks are named only.
+	RegionConsoles map[string]string
+	// SignInRate and SignInBurst limit sign-in attempts per client IP
+	// (0: DefaultSignInRate and DefaultSignInBurst; negative rate: no limit).
+	SignInRate  float64
+	SignInBurst int
 	// Region, DR and Replication feed the operator's region view; nil
 	// leaves out what they would show.
 	Region      Region
@@ -150,6 +167,8 @@ type Console struct {
 	key   []byte // HMAC key of sessions and CSRF tokens
 	mux   *http.ServeMux
 	pages pages
+	// signIns limits sign-in attempts per client IP (nil: no limit).
+	signIns *ipLimiter
 	lag   *lagRing // nil without sampling
 	stop  chan struct{}
 	done  chan struct{}
@@ -189,7 +208,8 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, log: log, key: sessionKey(cfg), pages: p,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		signIns: newIPLimiter(cfg.SignInRate, cfg.SignInBurst),
+		stop:    make(chan struct{}), done: make(chan struct{})}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	c.routes()
 	if cfg.Replication != nil && cfg.SampleInterval > 0 {
@@ -253,6 +273,14 @@ func (c *Console) routes() {
 	m.Handle("GET /instances/new", c.op(c.newInstancePage))
 	m.Handle("POST /instances", c.op(c.createInstance))
 	m.Handle("GET /instances/{name}", c.tenant(c.overview))
+	m.Handle("GET /instances/{name}/delete", c.op(c.deleteInstancePage))
+	m.Handle("POST /instances/{name}/delete", c.op(c.deleteInstance))
+	m.Handle("GET /instances/{name}/policies", c.tenant(c.policyList))
+	m.Handle("POST /instances/{name}/policies", c.tenant(c.setPolicy))
+	m.Handle("POST /instances/{name}/policies/remove", c.tenant(c.removePolicy))
+	m.Handle("POST /instances/{name}/policies/regenerate", c.tenant(c.regeneratePolicyKey))
+	m.Handle("GET /instances/{name}/enrollments/{id}", c.tenant(c.enrollmentPage))
+	m.Handle("GET /instances/{name}/groups/{id}", c.tenant(c.groupPage))
 	m.Handle("GET /instances/{name}/enrollments", c.tenant(c.enrollmentList))
 	m.Handle("POST /instances/{name}/enrollments", c.tenant(c.createEnrollment))
 	m.Handle("POST /instances/{name}/enrollments/disable", c.tenant(c.disableEnrollment))
@@ -276,6 +304,9 @@ func (c *Console) routes() {
 	m.Handle("POST /regions/failover", c.op(c.runFailover))
 	m.Handle("GET /regions/failovers", c.op(c.failoverOps))
 	m.Handle("GET /regions/failovers/{id}", c.op(c.failoverOpPage))
+	m.Handle("GET /regions/lost-writes/{instance}/{epoch}", c.op(c.lostWritesPage))
+	m.Handle("POST /regions/lost-writes/{instance}/{epoch}/delete", c.op(c.deleteLostWrites))
+	m.Handle("POST /regions/fence", c.op(c.fence))
 	m.Handle("/", c.auth(func(w http.ResponseWriter, r *http.Request, s *principal) error {
 		return &pageError{Status: http.StatusNotFound, Msg: "There is no page at " + r.URL.Path + "."}
 	}))

@@ -2,17 +2,20 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/opendps/opendps/internal/dr"
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/regions"
@@ -264,7 +267,7 @@ func TestCSRF(t *testing.T) {
 		t.Errorf("enrollment dev-1 not created")
 	}
 	_, body, _ := b.get("/instances/contoso/enrollments")
-	if !strings.Contains(body, "Enrollment dev-1 created.") || !strings.Contains(body, `<td class="id">dev-1</td>`) {
+	if !strings.Contains(body, "Enrollment dev-1 created.") || !strings.Contains(body, `>dev-1</a></td>`) {
 		t.Errorf("the list does not show dev-1 and the message:\n%s", body)
 	}
 }
@@ -401,10 +404,53 @@ func TestLagChart(t *testing.T) {
 	}
 }
 
-// fakeDR records failovers and promotes at once.
+// fakeDR records failovers and promotes at once; it keeps lost-writes
+// reports and records fences.
 type fakeDR struct {
-	mu   sync.Mutex
-	reqs []model.FailoverRequest
+	mu     sync.Mutex
+	reqs   []model.FailoverRequest
+	fences []model.FenceRequest
+	lost   []model.LostWrites
+}
+
+func (d *fakeDR) Fence(ctx context.Context, req model.FenceRequest) (*model.FenceResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fences = append(d.fences, req)
+	status := model.FenceFenced
+	if req.Undo {
+		status = model.FenceUnfenced
+	}
+	res := &model.FenceResult{Region: "westeurope"}
+	for _, in := range req.Instances {
+		res.Items = append(res.Items, model.FenceItem{Instance: in, Epoch: 1, Status: status})
+	}
+	return res, nil
+}
+
+func (d *fakeDR) LostWrites(ctx context.Context, instance string) ([]model.LostWrites, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []model.LostWrites
+	for _, lw := range d.lost {
+		if instance == "" || lw.Instance == instance {
+			lw.Writes = slices.Clone(lw.Writes)
+			out = append(out, lw)
+		}
+	}
+	return out, nil
+}
+
+func (d *fakeDR) DeleteLostWrites(ctx context.Context, instance string, newEpoch uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, lw := range d.lost {
+		if lw.Instance == instance && lw.NewEpoch == newEpoch {
+			d.lost = slices.Delete(d.lost, i, i+1)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no lost-writes report of %s at epoch %d", dr.ErrNotFound, instance, newEpoch)
 }
 
 func (d *fakeDR) Failover(ctx context.Context, req model.FailoverRequest) (*model.FailoverReport, error) {

@@ -152,6 +152,8 @@ type overviewData struct {
 	Stats    *instance.Stats
 	StatsErr string
 	Repl     replInfo
+	// Elsewhere: the instance is not the writable primary here.
+	Elsewhere *elsewhereInfo
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -171,6 +173,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, p *principal)
 	if d.DR {
 		d.Repl = c.replicationOf(ctx, v.Instance.Name)
 	}
+	d.Elsewhere = c.whereServed(ctx, v.Instance.Name, r.URL.Path)
 	c.renderInst(w, r, http.StatusOK, "overview", p, v.Instance.Name, v.Instance.Name, d)
 	return nil
 }
@@ -198,4 +201,37 @@ func (c *Console) replicationOf(ctx context.Context, name string) replInfo {
 		}
 	}
 	return ri
+}
+
+// deleteInstancePage asks the operator to confirm the deletion of an
+// instance by typing its name (works without JavaScript).
+func (c *Console) deleteInstancePage(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	v, err := c.cfg.Instances.Get(ctx, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	d := overviewData{V: v, DR: v.Dir.DREnabled && !v.Instance.EnableDataResidency}
+	if st, err := c.cfg.Instances.Stats(ctx, v.Instance.Name); err == nil {
+		d.Stats = &st
+	}
+	c.renderInst(w, r, http.StatusOK, "deleteinstance", p, "Delete "+v.Instance.Name, v.Instance.Name, d)
+	return nil
+}
+
+// deleteInstance deletes an instance and everything in it (`opendps
+// instance delete`) once the form repeats its name.
+func (c *Console) deleteInstance(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name := r.PathValue("name")
+	if strings.TrimSpace(r.PostFormValue("confirmName")) != name {
+		return badRequest("Type the instance's name, " + name + ", to confirm its deletion.")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := c.cfg.Instances.Delete(ctx, name, r.PostFormValue("etag")); err != nil {
+		return err
+	}
+	c.log.Info("console: instance deleted", "instance", name)
+	return c.finish(w, r, "/instances", "Instance "+name+" deleted.")
 }

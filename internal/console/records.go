@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -95,7 +96,11 @@ func (c *Console) createEnrollment(w http.ResponseWriter, r *http.Request, p *pr
 		return err
 	}
 	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("registrationId"))
-	att, err := symKey(r)
+	att, err := individualAttestation(r)
+	if err != nil {
+		return err
+	}
+	common, err := formCommon(r, att)
 	if err != nil {
 		return err
 	}
@@ -105,7 +110,7 @@ func (c *Console) createEnrollment(w http.ResponseWriter, r *http.Request, p *pr
 		return err
 	}
 	e := &model.IndividualEnrollment{RegistrationID: id, DeviceID: strings.TrimSpace(r.PostFormValue("deviceId")),
-		EnrollmentCommon: model.EnrollmentCommon{Attestation: att, ProvisioningStatus: model.StatusEnabled}}
+		EnrollmentCommon: common}
 	if _, err := c.cfg.Enrollments.PutEnrollment(ctx, inst, e, ""); err != nil {
 		return err
 	}
@@ -129,7 +134,11 @@ func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *princip
 		return err
 	}
 	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("enrollmentGroupId"))
-	att, err := symKey(r)
+	att, err := groupAttestation(r)
+	if err != nil {
+		return err
+	}
+	common, err := formCommon(r, att)
 	if err != nil {
 		return err
 	}
@@ -138,8 +147,7 @@ func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *princip
 	if err := c.absent(c.cfg.Enrollments.GetGroup(ctx, inst, id)); err != nil {
 		return err
 	}
-	g := &model.EnrollmentGroup{EnrollmentGroupID: id,
-		EnrollmentCommon: model.EnrollmentCommon{Attestation: att, ProvisioningStatus: model.StatusEnabled}}
+	g := &model.EnrollmentGroup{EnrollmentGroupID: id, EnrollmentCommon: common}
 	if _, err := c.cfg.Enrollments.PutGroup(ctx, inst, g, ""); err != nil {
 		return err
 	}
@@ -263,4 +271,73 @@ func (c *Console) deleteRegistration(w http.ResponseWriter, r *http.Request, p *
 // instPath is /instances/{inst}/{sub}.
 func instPath(inst, sub string) string {
 	return "/instances/" + url.PathEscape(inst) + "/" + sub
+}
+
+// recordData is one enrollment or group with, for a group, a page of the
+// registration records of its devices (`opendps enrollment show`, `group
+// show`, `registration list --group`).
+type recordData struct {
+	Enrollment *model.IndividualEnrollment
+	Group      *model.EnrollmentGroup
+	Common     *model.EnrollmentCommon
+	Twin       string // the initial twin as JSON
+	Regs       []*model.Registration
+	RegsErr    string
+	After      string
+	Next       string
+	CanWrite   bool
+	CanRegs    bool // RegistrationStatusRead: the group's records are listed
+}
+
+func twinJSON(t *model.InitialTwin) string {
+	if t == nil {
+		return ""
+	}
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func (c *Console) enrollmentPage(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentRead); err != nil {
+		return err
+	}
+	inst := r.PathValue("name")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	e, err := c.cfg.Enrollments.GetEnrollment(ctx, inst, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	d := recordData{Enrollment: e, Common: &e.EnrollmentCommon, Twin: twinJSON(e.InitialTwin), CanWrite: p.Can(model.RightEnrollmentWrite)}
+	c.renderInst(w, r, http.StatusOK, "record", p, "Enrollment "+e.RegistrationID, inst, d)
+	return nil
+}
+
+func (c *Console) groupPage(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := need(p, model.RightEnrollmentRead); err != nil {
+		return err
+	}
+	inst := r.PathValue("name")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	g, err := c.cfg.Enrollments.GetGroup(ctx, inst, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	d := recordData{Group: g, Common: &g.EnrollmentCommon, Twin: twinJSON(g.InitialTwin), CanWrite: p.Can(model.RightEnrollmentWrite),
+		CanRegs: p.Can(model.RightRegistrationStatusRead), After: r.URL.Query().Get("after")}
+	if d.CanRegs {
+		d.Regs, d.Next, err = c.cfg.Enrollments.ListGroupRegistrations(ctx, inst, g.EnrollmentGroupID, d.After, listLimit(r))
+		if err != nil {
+			c.log.Warn("console: group registrations", "instance", inst, "err", err)
+			if _, d.RegsErr = userError(err); d.RegsErr == "" {
+				d.RegsErr = "The registration records are unavailable right now."
+			}
+		}
+	}
+	c.renderInst(w, r, http.StatusOK, "record", p, "Enrollment group "+g.EnrollmentGroupID, inst, d)
+	return nil
 }

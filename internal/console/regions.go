@@ -55,6 +55,13 @@ type regionData struct {
 	// over (region failover).
 	FromRegions []string
 	HasDR       bool
+	// LostWrites are the reports this region keeps (it was the old
+	// primary), without their writes.
+	LostWrites    []lostRow
+	LostWritesErr string
+	// PrimaryHere: DR-enabled instances primary (or fenced) here, which
+	// the fence form offers.
+	PrimaryHere []instRow
 }
 
 func (c *Console) regionView(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -85,6 +92,17 @@ func (c *Console) regionView(w http.ResponseWriter, r *http.Request, p *principa
 		return err
 	}
 	d.Instances, d.FromRegions = c.instRows(views)
+	for _, row := range d.Instances {
+		if row.DR && strings.EqualFold(row.Primary, c.cfg.RegionName) && row.Role != model.RoleSecondary {
+			d.PrimaryHere = append(d.PrimaryHere, row)
+		}
+	}
+	if c.cfg.DR != nil {
+		if d.LostWrites, err = c.lostWritesOf(ctx, ""); err != nil {
+			c.log.Warn("console: lost-writes reports", "err", err)
+			d.LostWritesErr = "The lost-writes reports are unavailable right now."
+		}
+	}
 	c.render(w, r, http.StatusOK, "regions", p, "Regions", d)
 	return nil
 }

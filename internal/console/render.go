@@ -61,10 +61,10 @@ func parsePages(cat *regions.Catalog) (pages, error) {
 	out := pages{}
 	for _, f := range names {
 		name := strings.TrimSuffix(strings.TrimPrefix(f, "templates/"), ".html")
-		if name == "layout" {
+		if name == "layout" || name == "partials" {
 			continue
 		}
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", f)
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html", f)
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
 		}
@@ -120,6 +120,9 @@ func (c *Console) renderData(w http.ResponseWriter, r *http.Request, status int,
 // fail renders err as an error page: its safe message, or a generic one
 // with a tracking id that the log line carries too.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, p *principal, err error) {
+	if name := r.PathValue("name"); name != "" && errors.Is(err, store.ErrFenced) && c.elsewhere(w, r, p, name) {
+		return
+	}
 	status, msg := userError(err)
 	if status >= 500 {
 		id := randomID()[:12]

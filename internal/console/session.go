@@ -8,8 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,6 +276,17 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := signInData{Next: safeNext(r.PostFormValue("next")), Instance: strings.TrimSpace(r.PostFormValue("instance"))}
+	if ok, wait := c.signIns.allow(clientIP(r)); !ok {
+		secs := int(wait.Round(time.Second) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		d.Error, d.Operator = fmt.Sprintf("Too many sign-in attempts from your address: wait %d s and try again.", secs), r.PostFormValue("token") != ""
+		c.log.Warn("console sign-in rate-limited", "client_ip", clientIP(r))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.render(w, r, http.StatusTooManyRequests, "signin", pre, "Sign in", d)
+		return
+	}
 	s := session{ID: randomID(), Expires: time.Now().Add(c.cfg.SessionTTL).Unix()}
 	if tok := r.PostFormValue("token"); tok != "" {
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(c.cfg.OperatorToken)) != 1 {
