@@ -169,9 +169,9 @@ type Console struct {
 	pages pages
 	// signIns limits sign-in attempts per client IP (nil: no limit).
 	signIns *ipLimiter
-	lag   *lagRing // nil without sampling
-	stop  chan struct{}
-	done  chan struct{}
+	lag     *lagRing // nil without sampling
+	stop    chan struct{}
+	done    chan struct{}
 	// Failovers started from the console run in the background (bg),
 	// under bgCtx, which Close cancels.
 	ops      opLog
