@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -49,7 +50,7 @@ func readState(ctx context.Context, c *cluster.Cluster, instance string) (region
 	st.registrations, err = readKind(ctx, cli, instance, store.KindRegistration, func(b []byte) (string, error) {
 		var r model.Registration
 		err := json.Unmarshal(b, &r)
-		return registrationValue(r.Status, r.AssignedHub, r.DeviceID), err
+		return history.RegistrationValue(r.Status, r.AssignedHub, r.DeviceID), err
 	})
 	return st, err
 }
@@ -191,21 +192,21 @@ func onePrimary(ctx context.Context, rs *cluster.Regions, regions []string) (map
 func absent(ops []Op, st regionState, keep func(Op) bool) []Op {
 	puts := map[string][]Op{}
 	for _, op := range ops {
-		if op.Kind == EnrollmentPut && op.Outcome != Failed {
+		if op.Kind == history.EnrollmentPut && op.Outcome != history.Failed {
 			puts[op.Key] = append(puts[op.Key], op)
 		}
 	}
 	var out []Op
 	for _, op := range ops {
-		if op.Outcome != OK || !op.Kind.write() || !keep(op) {
+		if op.Outcome != history.OK || !op.Kind.Write() || !keep(op) {
 			continue
 		}
 		switch op.Kind {
-		case Register:
+		case history.Register:
 			if st.registrations[op.Key] != op.Out {
 				out = append(out, op)
 			}
-		case EnrollmentPut:
+		case history.EnrollmentPut:
 			final := st.enrollments[op.Key]
 			var src *Op
 			for i, p := range puts[op.Key] {
@@ -213,7 +214,7 @@ func absent(ops []Op, st regionState, keep func(Op) bool) []Op {
 					src = &puts[op.Key][i]
 				}
 			}
-			if src == nil || src.Outcome == OK && src.Return.Before(op.Call) {
+			if src == nil || src.Outcome == history.OK && src.Return.Before(op.Call) {
 				out = append(out, op)
 			}
 		}
@@ -226,7 +227,7 @@ func describeAbsent(ops []Op, st regionState) []string {
 	var out []string
 	for _, op := range ops {
 		held := st.registrations[op.Key]
-		if op.Kind == EnrollmentPut {
+		if op.Kind == history.EnrollmentPut {
 			held = st.enrollments[op.Key]
 		}
 		out = append(out, fmt.Sprintf("%s; held: %q", op, held))
@@ -238,7 +239,7 @@ func describeAbsent(ops []Op, st regionState) []string {
 // a put of op's key whose record carries op's value.
 func inLostWrites(op Op, instance string, rep *model.LostWrites) bool {
 	kind := store.KindEnrollment
-	if op.Kind == Register {
+	if op.Kind == history.Register {
 		kind = store.KindRegistration
 	}
 	key := store.Key(instance, kind, op.Key)
@@ -247,14 +248,14 @@ func inLostWrites(op Op, instance string, rep *model.LostWrites) bool {
 			continue
 		}
 		switch op.Kind {
-		case EnrollmentPut:
+		case history.EnrollmentPut:
 			var e model.IndividualEnrollment
 			if json.Unmarshal([]byte(lw.Value), &e) == nil && e.DeviceID == op.In {
 				return true
 			}
-		case Register:
+		case history.Register:
 			var r model.Registration
-			if json.Unmarshal([]byte(lw.Value), &r) == nil && registrationValue(r.Status, r.AssignedHub, r.DeviceID) == op.Out {
+			if json.Unmarshal([]byte(lw.Value), &r) == nil && history.RegistrationValue(r.Status, r.AssignedHub, r.DeviceID) == op.Out {
 				return true
 			}
 		}
@@ -373,7 +374,7 @@ func countOK(ops []Op, keep func(Op) bool) (n, acked int) {
 	for _, op := range ops {
 		if keep(op) {
 			n++
-			if op.Outcome == OK && op.Kind.write() {
+			if op.Outcome == history.OK && op.Kind.Write() {
 				acked++
 			}
 		}
@@ -391,7 +392,7 @@ func loadIs(names ...string) func(Op) bool {
 func keysWrittenBefore(ops []Op, t time.Time) map[string]bool {
 	out := map[string]bool{}
 	for _, op := range ops {
-		if op.Kind.write() && op.Call.Before(t) {
+		if op.Kind.Write() && op.Call.Before(t) {
 			out[op.Key] = true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -136,7 +137,7 @@ func cutLink(t *testing.T, ctx context.Context, s suite, rs *cluster.Regions, h 
 	// never in westeurope's lost writes.
 	old := keysWrittenBefore(ops, fencedAt)
 	for _, op := range ops {
-		if mine(op) && op.Outcome == OK && op.Kind.write() && op.Call.After(fencedAt) && !old[op.Key] && inLostWrites(op, defaultInstance, lw) {
+		if mine(op) && op.Outcome == history.OK && op.Kind.Write() && op.Call.After(fencedAt) && !old[op.Key] && inLostWrites(op, defaultInstance, lw) {
 			t.Errorf("fenced westeurope accepted a write after the fence: %s", op)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -155,7 +156,7 @@ func regionLoss(t *testing.T, ctx context.Context, s suite, rs *cluster.Regions,
 	sleepLoad(s.load)
 	newDevices := 0
 	for _, op := range w.h.Ops() {
-		if op.Load == w.name && op.Kind == Register && op.Outcome == OK && op.Call.After(failedOverAt) && strings.Contains(op.Key, "-g-") {
+		if op.Load == w.name && op.Kind == history.Register && op.Outcome == history.OK && op.Call.After(failedOverAt) && strings.Contains(op.Key, "-g-") {
 			newDevices++
 		}
 	}
@@ -188,12 +189,12 @@ func regionLoss(t *testing.T, ctx context.Context, s suite, rs *cluster.Regions,
 	// Old devices register again through the front door and get their hub.
 	rechecked := 0
 	for _, op := range ops {
-		if rechecked == 8 || !before(op) || op.Kind != Register || op.Outcome != OK || st.registrations[op.Key] != op.Out {
+		if rechecked == 8 || !before(op) || op.Kind != history.Register || op.Outcome != history.OK || st.registrations[op.Key] != op.Out {
 			continue
 		}
 		rechecked++
 		got := w.registerOnce(endpoint{name: "frontdoor", device: cluster.LocalEndpoint(fd.Addr("device"))}, op.Key, w.indivKey(op.Key))
-		if got.Outcome != OK || got.Out != op.Out {
+		if got.Outcome != history.OK || got.Out != op.Out {
 			t.Errorf("device %s registered before the kill on %q; again through the front door after the failover: %s", op.Key, op.Out, got)
 		}
 	}
@@ -252,7 +253,7 @@ func fencingReturn(t *testing.T, ctx context.Context, s suite, rs *cluster.Regio
 	}
 	old := keysWrittenBefore(ops, lost.failedOverAt)
 	for _, op := range ops {
-		if after(op) && op.Outcome == OK && op.Kind.write() && !old[op.Key] && inLostWrites(op, defaultInstance, rep) {
+		if after(op) && op.Outcome == history.OK && op.Kind.Write() && !old[op.Key] && inLostWrites(op, defaultInstance, rep) {
 			t.Errorf("write acknowledged after the failover is in westeurope's lost-writes report: %s", op)
 		}
 	}

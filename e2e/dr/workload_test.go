@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -239,7 +240,7 @@ func (w *workload) do(rng *rand.Rand, worker int, ep endpoint, devices *int) {
 	m := w.mix
 	switch x := rng.IntN(100); {
 	case x < m.groupRegister:
-		op.Kind, op.Key = Register, fmt.Sprintf("%s%s-g-%d-%d-%d", w.prefix, w.name, gen, worker, *devices)
+		op.Kind, op.Key = history.Register, fmt.Sprintf("%s%s-g-%d-%d-%d", w.prefix, w.name, gen, worker, *devices)
 		*devices++
 		w.devMu.Lock()
 		w.devices = append(w.devices, op.Key)
@@ -247,14 +248,14 @@ func (w *workload) do(rng *rand.Rand, worker int, ep endpoint, devices *int) {
 		w.register(w.h, op, ep, "", *devices%4 == 0 && ep.mqtt != "")
 	case x < m.groupRegister+m.indivRegister:
 		d := w.indiv[rng.IntN(len(w.indiv))]
-		op.Kind, op.Key = Register, d.id
+		op.Kind, op.Key = history.Register, d.id
 		w.register(w.h, op, ep, d.key, rng.IntN(4) == 0 && ep.mqtt != "")
 	case x < m.groupRegister+m.indivRegister+m.put:
-		op.Kind, op.Key = EnrollmentPut, w.enrollmentKey(gen, rng)
+		op.Kind, op.Key = history.EnrollmentPut, w.enrollmentKey(gen, rng)
 		op.In = fmt.Sprintf("%s%s-v%d", w.prefix, w.name, w.values.Add(1))
 		w.putEnrollment(op, ep)
 	case x < m.groupRegister+m.indivRegister+m.put+m.get:
-		op.Kind, op.Key = EnrollmentGet, w.enrollmentKey(gen, rng)
+		op.Kind, op.Key = history.EnrollmentGet, w.enrollmentKey(gen, rng)
 		w.getEnrollment(op, ep)
 	default:
 		w.devMu.Lock()
@@ -265,7 +266,7 @@ func (w *workload) do(rng *rand.Rand, worker int, ep endpoint, devices *int) {
 		if op.Key == "" {
 			return
 		}
-		op.Kind = RegistrationGet
+		op.Kind = history.RegistrationGet
 		w.getRegistration(op, ep)
 	}
 }
@@ -276,9 +277,11 @@ func (w *workload) enrollmentKey(gen int64, rng *rand.Rand) string {
 	return fmt.Sprintf("%s%s-e-%d-%d", w.prefix, w.name, gen, rng.IntN(enrollmentKeys))
 }
 
-func (w *workload) record(op Op, err error, outcome Outcome) Op { return record(w.h, op, err, outcome) }
+func (w *workload) record(op Op, err error, outcome history.Outcome) Op {
+	return record(w.h, op, err, outcome)
+}
 
-func record(h *History, op Op, err error, outcome Outcome) Op {
+func record(h *History, op Op, err error, outcome history.Outcome) Op {
 	op.Return, op.Outcome = time.Now(), outcome
 	if err != nil {
 		op.Err = err.Error()
@@ -294,10 +297,10 @@ func (w *workload) putEnrollment(op Op, ep endpoint) Op {
 	op.Call = time.Now()
 	got, err := ep.svc.CreateOrUpdateEnrollment(ctx, en)
 	if err != nil {
-		return w.record(op, err, classify(err))
+		return w.record(op, err, history.Classify(err))
 	}
 	op.Out = got.DeviceID
-	return w.record(op, nil, OK)
+	return w.record(op, nil, history.OK)
 }
 
 func (w *workload) getEnrollment(op Op, ep endpoint) Op {
@@ -307,13 +310,13 @@ func (w *workload) getEnrollment(op Op, ep endpoint) Op {
 	got, err := ep.svc.GetEnrollment(ctx, op.Key)
 	switch {
 	case errors.Is(err, dpsclient.ErrServiceNotFound):
-		op.Out = Absent
+		op.Out = history.Absent
 	case err != nil:
-		return w.record(op, err, Failed) // a read without answer tells nothing
+		return w.record(op, err, history.Failed) // a read without answer tells nothing
 	default:
 		op.Out = got.DeviceID
 	}
-	return w.record(op, nil, OK)
+	return w.record(op, nil, history.OK)
 }
 
 func (w *workload) getRegistration(op Op, ep endpoint) Op {
@@ -323,13 +326,13 @@ func (w *workload) getRegistration(op Op, ep endpoint) Op {
 	st, err := ep.svc.GetRegistration(ctx, op.Key)
 	switch {
 	case errors.Is(err, dpsclient.ErrServiceNotFound):
-		op.Out = Absent
+		op.Out = history.Absent
 	case err != nil:
-		return w.record(op, err, Failed)
+		return w.record(op, err, history.Failed)
 	default:
-		op.Out = registrationValue(st.Status, st.AssignedHub, st.DeviceID)
+		op.Out = history.RegistrationValue(st.Status, st.AssignedHub, st.DeviceID)
 	}
-	return w.record(op, nil, OK)
+	return w.record(op, nil, history.OK)
 }
 
 // register registers op.Key over HTTPS or MQTT, with the individual key
@@ -353,32 +356,23 @@ func (w *workload) register(h *History, op Op, ep endpoint, indivKey string, mqt
 	op.Call = time.Now()
 	res, err := dpsclient.Register(ctx, opts)
 	if err != nil {
-		outcome := Unknown
+		outcome := history.Unknown
 		// Refused before any answer: the register call never reached the
 		// engine. Anything later (polls) may follow a recorded assignment.
-		if res != nil && res.Status == "" && classify(err) == Failed {
-			outcome = Failed
+		if res != nil && res.Status == "" && history.Classify(err) == history.Failed {
+			outcome = history.Failed
 		}
-		op.Out = AnyValue
+		op.Out = history.AnyValue
 		return record(h, op, err, outcome)
 	}
-	op.Out = registrationValue(res.State().Status, res.State().AssignedHub, res.State().DeviceID)
-	return record(h, op, nil, OK)
-}
-
-// registrationValue is a registration's value in the checks: where the
-// device was assigned, or the status of a registration that was not.
-func registrationValue(status, hub, deviceID string) string {
-	if status == model.OpStatusAssigned {
-		return hub + "|" + deviceID
-	}
-	return "status:" + status
+	op.Out = history.RegistrationValue(res.State().Status, res.State().AssignedHub, res.State().DeviceID)
+	return record(h, op, nil, history.OK)
 }
 
 // registerOnce registers one device (a recheck after a failover) and
 // returns the result as an Op, not recorded in any history.
 func (w *workload) registerOnce(ep endpoint, id, indivKey string) Op {
-	return w.register(&History{}, Op{Load: w.name + "-recheck", Kind: Register, Key: id, Via: ep.name}, ep, indivKey, false)
+	return w.register(&History{}, Op{Load: w.name + "-recheck", Kind: history.Register, Key: id, Via: ep.name}, ep, indivKey, false)
 }
 
 // indivKey is the key of individual device id ("" for a group device).

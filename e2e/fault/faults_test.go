@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 )
 
 // FaultKind is one way of losing a zone.
@@ -212,14 +213,14 @@ func (ep *Episode) measure(ops []Op) {
 	}
 	first := Never
 	for _, op := range ops {
-		if op.Kind.write() && op.Outcome == OK && op.Call >= ep.Inject && op.Return < first {
+		if op.Kind.Write() && op.Outcome == history.OK && op.Call >= ep.Inject && op.Return < first {
 			first = op.Return
 		}
-		if op.Call >= ep.Inject && op.Call < ep.Healthy && op.Kind != FinalRead {
+		if op.Call >= ep.Inject && op.Call < ep.Healthy && op.Kind != history.FinalRead {
 			switch op.Outcome {
-			case Failed:
+			case history.Failed:
 				ep.Failed++
-			case Unknown:
+			case history.Unknown:
 				ep.Unknown++
 			}
 		}
@@ -241,7 +242,7 @@ func rate(ops []Op, from, to time.Duration) float64 {
 	}
 	n := 0
 	for _, op := range ops {
-		if op.Outcome == OK && op.Kind != FinalRead && op.Return >= from && op.Return < to {
+		if op.Outcome == history.OK && op.Kind != history.FinalRead && op.Return >= from && op.Return < to {
 			n++
 		}
 	}

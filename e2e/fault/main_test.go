@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 )
 
 func TestMain(m *testing.M) { cluster.Main(m) }
@@ -268,10 +269,10 @@ func (res *seedResult) tally(ops, all []Op) {
 	}
 	for _, op := range ops {
 		res.Ops++
-		if op.Kind.write() && op.Outcome == OK {
+		if op.Kind.Write() && op.Outcome == history.OK {
 			res.AckWrites++
 		}
-		if op.Outcome == Unknown {
+		if op.Outcome == history.Unknown {
 			res.Unknown++
 		}
 	}
@@ -292,7 +293,7 @@ func complain(t *testing.T, res *seedResult, all []Op) {
 	t.Errorf("seed %d: NOT LINEARIZABLE: %d keys %v; porcupine visualization: %s", res.Seed, len(res.Illegal), res.Illegal, res.Visualized)
 	shown := res.Illegal[:min(len(res.Illegal), 2)]
 	for _, op := range all {
-		if slices.Contains(shown, op.Key) && op.Kind != FinalRead {
+		if slices.Contains(shown, op.Key) && op.Kind != history.FinalRead {
 			t.Logf("  %s", op)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -85,7 +86,7 @@ func readMember(ctx context.Context, c *cluster.Cluster, i int, target int64, h 
 	ms.registrations, _, err = readKind(ctx, cli, c.Instance(), store.KindRegistration, func(b []byte) (string, error) {
 		var r model.Registration
 		err := json.Unmarshal(b, &r)
-		return registrationValue(r.Status, r.AssignedHub, r.DeviceID), err
+		return history.RegistrationValue(r.Status, r.AssignedHub, r.DeviceID), err
 	})
 	return ms, err
 }
@@ -110,21 +111,21 @@ func readKind(ctx context.Context, cli *clientv3.Client, instance, kind string, 
 // finalReads turns the member states into read operations for the
 // linearizability check: one per key of the history and member.
 func finalReads(ops []Op, states []memberState, h *History) {
-	keys := map[string]Kind{}
+	keys := map[string]history.Kind{}
 	for _, op := range ops {
-		if op.Kind == EnrollmentPut || op.Kind == EnrollmentGet {
-			keys[op.Key] = EnrollmentGet
-		} else if op.Kind == Register || op.Kind == RegistrationGet {
-			keys[op.Key] = RegistrationGet
+		if op.Kind == history.EnrollmentPut || op.Kind == history.EnrollmentGet {
+			keys[op.Key] = history.EnrollmentGet
+		} else if op.Kind == history.Register || op.Kind == history.RegistrationGet {
+			keys[op.Key] = history.RegistrationGet
 		}
 	}
 	for i, ms := range states {
 		for k, kind := range keys {
 			v := ms.registrations[k]
-			if kind == EnrollmentGet {
+			if kind == history.EnrollmentGet {
 				v = ms.enrollments[k]
 			}
-			h.Add(Op{Worker: workers*outstanding + i, Kind: FinalRead, Key: k, Node: i, Out: v, Outcome: OK, Call: ms.at, Return: ms.at})
+			h.Add(Op{Worker: workers*outstanding + i, Kind: history.FinalRead, Key: k, Node: i, Out: v, Outcome: history.OK, Call: ms.at, Return: ms.at})
 		}
 	}
 }
@@ -137,14 +138,14 @@ func setCheck(ops []Op, states []memberState, name func(int) string) (lost, dive
 	puts := map[string][]Op{}
 	for _, op := range ops {
 		switch {
-		case op.Kind == Register && op.Outcome == OK:
+		case op.Kind == history.Register && op.Outcome == history.OK:
 			for i, ms := range states {
 				if got := ms.registrations[op.Key]; got != op.Out {
 					lost = append(lost, fmt.Sprintf("registration %s acknowledged %q by node%d at %v; %s holds %q",
 						op.Key, op.Out, op.Node+1, op.Return.Round(time.Millisecond), name(i), got))
 				}
 			}
-		case op.Kind == EnrollmentPut && op.Outcome != Failed:
+		case op.Kind == history.EnrollmentPut && op.Outcome != history.Failed:
 			puts[op.Key] = append(puts[op.Key], op)
 		}
 	}
@@ -171,14 +172,14 @@ func lostEnrollmentWrites(key string, puts []Op, final, member string) []string 
 	}
 	var lost []string
 	for _, w := range puts {
-		if w.Outcome != OK {
+		if w.Outcome != history.OK {
 			continue
 		}
 		switch {
 		case src == nil:
 			lost = append(lost, fmt.Sprintf("enrollment %s: put %q acknowledged by node%d at %v; %s holds %q, written by no put",
 				key, w.In, w.Node+1, w.Return.Round(time.Millisecond), member, final))
-		case src.Outcome == OK && src.Return < w.Call:
+		case src.Outcome == history.OK && src.Return < w.Call:
 			lost = append(lost, fmt.Sprintf("enrollment %s: put %q acknowledged by node%d at %v was overwritten by the older put %q (done at %v) in %s",
 				key, w.In, w.Node+1, w.Return.Round(time.Millisecond), src.In, src.Return.Round(time.Millisecond), member))
 		}

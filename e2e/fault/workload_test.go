@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/opendps/opendps/dpstest/cluster"
+	"github.com/opendps/opendps/dpstest/history"
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -149,14 +148,14 @@ func (w *workload) worker(ctx context.Context, id int) {
 		}
 		r := request{worker: id, client: id*outstanding + slot, node: w.pick(&next, ejected)}
 		w.plan(rng, &r, &devices)
-		done := make(chan Outcome, 1)
+		done := make(chan history.Outcome, 1)
 		go func() {
 			done <- w.do(r).Outcome
 			slots <- slot
 		}()
 		select {
 		case o := <-done:
-			if o != OK {
+			if o != history.OK {
 				ejected[r.node] = time.Now().Add(ejectFor)
 			}
 		case <-time.After(patience):
@@ -168,7 +167,7 @@ func (w *workload) worker(ctx context.Context, id int) {
 // request is one planned operation.
 type request struct {
 	worker, client, node int
-	kind                 Kind
+	kind                 history.Kind
 	key, value           string
 }
 
@@ -178,21 +177,21 @@ type request struct {
 func (w *workload) plan(rng *rand.Rand, r *request, devices *int) {
 	switch x := rng.IntN(100); {
 	case x < 40:
-		r.kind, r.key = Register, fmt.Sprintf("d-%d-%d-%d", w.seed, r.worker, *devices)
+		r.kind, r.key = history.Register, fmt.Sprintf("d-%d-%d-%d", w.seed, r.worker, *devices)
 		*devices++
 		w.devMu.Lock()
 		w.devices = append(w.devices, r.key)
 		w.devMu.Unlock()
 	case x < 65:
-		r.kind, r.key, r.value = EnrollmentPut, w.enrollmentKey(rng), fmt.Sprintf("v%d", w.values.Add(1))
+		r.kind, r.key, r.value = history.EnrollmentPut, w.enrollmentKey(rng), fmt.Sprintf("v%d", w.values.Add(1))
 	case x < 85:
-		r.kind, r.key = EnrollmentGet, w.enrollmentKey(rng)
+		r.kind, r.key = history.EnrollmentGet, w.enrollmentKey(rng)
 	default:
 		w.devMu.Lock()
 		if n := len(w.devices); n > 0 {
-			r.kind, r.key = RegistrationGet, w.devices[n-1-rng.IntN(min(n, 32))] // in flight or just acknowledged
+			r.kind, r.key = history.RegistrationGet, w.devices[n-1-rng.IntN(min(n, 32))] // in flight or just acknowledged
 		} else {
-			r.kind, r.key = EnrollmentGet, w.enrollmentKey(rng)
+			r.kind, r.key = history.EnrollmentGet, w.enrollmentKey(rng)
 		}
 		w.devMu.Unlock()
 	}
@@ -201,11 +200,11 @@ func (w *workload) plan(rng *rand.Rand, r *request, devices *int) {
 func (w *workload) do(r request) Op {
 	op := Op{Worker: r.client, Kind: r.kind, Key: r.key, Node: r.node, In: r.value}
 	switch r.kind {
-	case Register:
+	case history.Register:
 		return w.register(op)
-	case EnrollmentPut:
+	case history.EnrollmentPut:
 		return w.putEnrollment(op)
-	case EnrollmentGet:
+	case history.EnrollmentGet:
 		return w.getEnrollment(op)
 	default:
 		return w.getRegistration(op)
@@ -234,7 +233,7 @@ func (w *workload) enrollmentKey(rng *rand.Rand) string {
 	return fmt.Sprintf("e-%d-%d-%d", w.seed, w.epoch.Load(), rng.IntN(enrollmentKeys))
 }
 
-func (w *workload) record(op Op, call time.Duration, err error, outcome Outcome) Op {
+func (w *workload) record(op Op, call time.Duration, err error, outcome history.Outcome) Op {
 	op.Call, op.Return, op.Outcome = call, w.h.Now(), outcome
 	if err != nil {
 		op.Err = err.Error()
@@ -250,10 +249,10 @@ func (w *workload) putEnrollment(op Op) Op {
 	call := w.h.Now()
 	got, err := w.svc[op.Node].CreateOrUpdateEnrollment(ctx, en)
 	if err != nil {
-		return w.record(op, call, err, classify(err))
+		return w.record(op, call, err, history.Classify(err))
 	}
 	op.Out = got.DeviceID
-	return w.record(op, call, nil, OK)
+	return w.record(op, call, nil, history.OK)
 }
 
 func (w *workload) getEnrollment(op Op) Op {
@@ -263,13 +262,13 @@ func (w *workload) getEnrollment(op Op) Op {
 	got, err := w.svc[op.Node].GetEnrollment(ctx, op.Key)
 	switch {
 	case errors.Is(err, dpsclient.ErrServiceNotFound):
-		op.Out = Absent
+		op.Out = history.Absent
 	case err != nil:
-		return w.record(op, call, err, Failed) // a read without answer tells nothing
+		return w.record(op, call, err, history.Failed) // a read without answer tells nothing
 	default:
 		op.Out = got.DeviceID
 	}
-	return w.record(op, call, nil, OK)
+	return w.record(op, call, nil, history.OK)
 }
 
 func (w *workload) register(op Op) Op {
@@ -282,17 +281,17 @@ func (w *workload) register(op Op) Op {
 		PollInterval: 250 * time.Millisecond, RequestTimeout: serviceTimeout,
 	})
 	if err != nil {
-		outcome := Unknown
+		outcome := history.Unknown
 		// Refused before any answer: the register call never reached the
 		// engine. Anything later (polls) may follow a recorded assignment.
-		if res != nil && res.Status == "" && classify(err) == Failed {
-			outcome = Failed
+		if res != nil && res.Status == "" && history.Classify(err) == history.Failed {
+			outcome = history.Failed
 		}
-		op.Out = AnyValue
+		op.Out = history.AnyValue
 		return w.record(op, call, err, outcome)
 	}
-	op.Out = registrationValue(res.State().Status, res.State().AssignedHub, res.State().DeviceID)
-	return w.record(op, call, nil, OK)
+	op.Out = history.RegistrationValue(res.State().Status, res.State().AssignedHub, res.State().DeviceID)
+	return w.record(op, call, nil, history.OK)
 }
 
 func (w *workload) getRegistration(op Op) Op {
@@ -302,49 +301,11 @@ func (w *workload) getRegistration(op Op) Op {
 	st, err := w.svc[op.Node].GetRegistration(ctx, op.Key)
 	switch {
 	case errors.Is(err, dpsclient.ErrServiceNotFound):
-		op.Out = Absent
+		op.Out = history.Absent
 	case err != nil:
-		return w.record(op, call, err, Failed)
+		return w.record(op, call, err, history.Failed)
 	default:
-		op.Out = registrationValue(st.Status, st.AssignedHub, st.DeviceID)
+		op.Out = history.RegistrationValue(st.Status, st.AssignedHub, st.DeviceID)
 	}
-	return w.record(op, call, nil, OK)
-}
-
-// registrationValue is the register's value in the model: where the
-// device was assigned, or the status of a registration that was not.
-func registrationValue(status, hub, deviceID string) string {
-	if status == model.OpStatusAssigned {
-		return hub + "|" + deviceID
-	}
-	return "status:" + status
-}
-
-// quorumRefusal starts the message of the 503 a node answers, before
-// doing anything, while it cannot reach its region's quorum
-// (internal/node quorumGate). Any other 5xx may follow a write that
-// still commits.
-const quorumRefusal = "This node cannot reach the quorum"
-
-// classify says whether a write that returned err may have been applied.
-func classify(err error) Outcome {
-	var se *dpsclient.ServiceError
-	if errors.As(err, &se) {
-		if se.Status >= 500 && !strings.HasPrefix(se.Message, quorumRefusal) {
-			return Unknown
-		}
-		return Failed
-	}
-	var de *dpsclient.DeviceError
-	if errors.As(err, &de) {
-		if de.StatusCode >= 500 && !strings.HasPrefix(de.Message, quorumRefusal) {
-			return Unknown
-		}
-		return Failed
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return Failed
-	}
-	return Unknown
+	return w.record(op, call, nil, history.OK)
 }
