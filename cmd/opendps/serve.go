@@ -51,6 +51,7 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	f.StringVar(&c.PeerAddr, "peer-addr", c.PeerAddr, "listen address of the peer link between regions (mutual TLS; empty: none)")
 	f.StringToStringVar(&c.Peers, "peer", c.Peers, "REGION=https://host:port[,https://...] of another region's peer listeners (repeatable)")
+	f.StringToStringVar(&c.ConsoleURLs, "console-url", c.ConsoleURLs, "REGION=https://host:port of a web console in another region (repeatable): console pages about instances primary there link to it")
 	f.StringVar(&c.PeerCertFile, "peer-cert", c.PeerCertFile, "this region's peer-link certificate (PEM; default: issued by the local CA)")
 	f.StringVar(&c.PeerKeyFile, "peer-key", c.PeerKeyFile, "private key of --peer-cert")
 	f.StringVar(&c.PeerCAFile, "peer-ca", c.PeerCAFile, "CA certificates (PEM) of the other regions' peer-link certificates (default: the local CA)")

@@ -277,13 +277,16 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 		return nil, err
 	}
 	names := regionNames(opts.Regions)
-	peers := map[string]string{}
+	peers, consoles := map[string]string{}, map[string]string{}
 	for _, r := range names {
 		var urls []string
 		for _, np := range p.Regions[r] {
 			urls = append(urls, peerURL(np.Peer))
 		}
 		peers[r] = strings.Join(urls, ",")
+		if len(p.Regions[r]) > 0 {
+			consoles[r] = "https://localhost:" + port(p.Regions[r][0].Console)
+		}
 	}
 	var out []*Region
 	for _, r := range names {
@@ -293,10 +296,13 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 		for i, np := range nps {
 			initial = append(initial, fmt.Sprintf("%s=http://%s", nodeName(i), np.EtcdPeer))
 		}
-		others := map[string]string{}
+		others, otherConsoles := map[string]string{}, map[string]string{}
 		for _, o := range names {
 			if o != r {
 				others[o] = peers[o]
+				if consoles[o] != "" {
+					otherConsoles[o] = consoles[o]
+				}
 			}
 		}
 		for i, np := range nps {
@@ -316,6 +322,7 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 			c.LogLevel = opts.LogLevel
 			c.PeerAddr = np.Peer
 			c.Peers = maps.Clone(others)
+			c.ConsoleURLs = maps.Clone(otherConsoles)
 			if opts.Tune != nil {
 				opts.Tune(&c)
 			}

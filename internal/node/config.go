@@ -121,6 +121,10 @@ type Config struct {
 	// of its peer listeners ("https://host:port", comma-separated for
 	// several nodes).
 	Peers map[string]string `json:"peers,omitempty"`
+	// ConsoleURLs maps other regions to the base URL of a web console
+	// there ("https://host:port"): console pages about an instance primary
+	// in such a region link to it (internal/console).
+	ConsoleURLs map[string]string `json:"consoleURLs,omitempty"`
 	// PeerCertFile and PeerKeyFile are this region's certificate on the
 	// peer link (URI SAN opendps-region://REGION); PeerCAFile verifies the
 	// other regions'. Empty: issued by (and verified against) the local CA.

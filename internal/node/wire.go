@@ -111,6 +111,7 @@ func (n *Node) newConsole() error {
 	c, err := console.New(console.Config{
 		Instances: console.FromManager(n.instances, n.store), Enrollments: n.enrollments, Catalog: n.catalog,
 		OperatorToken: n.token, RegionName: n.cfg.Region, Region: n.region, DR: n.failover,
+		RegionConsoles: n.cfg.ConsoleURLs,
 		Replication: func(ctx context.Context) ([]model.ReplStatus, []model.ReplState, error) {
 			return replicate.Report(ctx, n.store)
 		},
