@@ -184,6 +184,49 @@ func TestConsole(t *testing.T) {
 		b.shot("default-overview")
 	})
 
+	t.Run("PolicyRegenerate", func(t *testing.T) {
+		b := b.with(t)
+		// A policy of its own, so that the tenant's key (TenantSignIn) stays.
+		for try := 1; ; try++ {
+			b.open("/instances/default/policies", "#add-policy")
+			b.run("fill the policy form",
+				chromedp.SendKeys(chromedp.CSS("#keyName"), "console-e2e"),
+				chromedp.Click(chromedp.CSS(`#add-policy input[value="EnrollmentRead"]`)))
+			if b.act("add a policy", chromedp.Click(chromedp.CSS("#add-policy-submit")), `#policies tr[data-policy="console-e2e"]`) || try == 3 {
+				break
+			}
+			if b.bool(`document.querySelector('#policies tr[data-policy="console-e2e"]') !== null`) {
+				break // the add went through
+			}
+		}
+		row := `#policies tr[data-policy="console-e2e"]`
+		keyOf := func() string {
+			return b.evalString(`document.querySelector(` + strconv.Quote(row+" .primary-key") + `).textContent`)
+		}
+		wantContains(t, "new policy", b.text(row), "console-e2e", "show")
+		if !b.bool(`document.querySelector(` + strconv.Quote(row+` input[value="EnrollmentRead"]`) + `).checked`) {
+			t.Errorf("the new policy does not show its right EnrollmentRead")
+		}
+		before := keyOf()
+		if len(before) < 40 {
+			t.Fatalf("primary key shown %q", before)
+		}
+		wantContains(t, "connection string", b.evalString(`document.querySelector(`+strconv.Quote(row+" .primary-cs")+`).textContent`),
+			"HostName=default.localhost", ";SharedAccessKeyName=console-e2e;SharedAccessKey="+before)
+		b.shot("policies")
+		b.evalString(`(document.querySelector("#flash") || {remove() {}}).remove(), ""`) // wait for the next page's
+		if !b.act("regenerate the primary key", chromedp.Click(chromedp.CSS(row+" .regen-primary")), "#flash") {
+			b.open("/instances/default/policies", row) // did it go through? the key says
+		} else {
+			wantContains(t, "flash", b.text("#flash"), "The primary key of policy console-e2e was regenerated.")
+		}
+		after := keyOf()
+		if after == before || len(after) < 40 {
+			t.Errorf("primary key after regenerate %q, before %q: want a new key", after, before)
+		}
+		b.shot("policy-regenerated")
+	})
+
 	t.Run("TenantSignIn", func(t *testing.T) {
 		b := b.with(t)
 		key := connKey(t, conn.ServiceConnectionString)
@@ -312,4 +355,97 @@ func TestPlannedFailover(t *testing.T) {
 	b.open("/regions", "#dr-instances")
 	wantContains(t, "default after", b.text(row), "North Europe (northeurope)", "primary", "2")
 	b.shot("regions-after")
+}
+
+// TestLostWrites fails the default instance over from West Europe to
+// North Europe unplanned (North Europe's console), sees West Europe's
+// console say where the instance is primary now, fails it back (West
+// Europe's console, planned, forced past the cool-down), and finds West
+// Europe's lost-writes report of the unplanned failover in its region
+// view, reads it and deletes it.
+func TestLostWrites(t *testing.T) {
+	_, conn := startDeployment(t, devenv.Options{Zones: 1, Regions: []devenv.RegionGroup{{"westeurope", "northeurope"}}})
+	neURL, weURL := consoleOf(t, conn, "northeurope"), consoleOf(t, conn, "westeurope")
+	ne := newBrowser(t, neURL)
+	ne.signInOperator(conn.OperatorToken)
+	ne.waitText("/regions", "#incoming", "streaming", 45*time.Second)
+
+	// Unplanned failover to North Europe, from its console.
+	failover := func(b *browser, unplanned, force bool) string {
+		b.t.Helper()
+		b.open("/regions/failover?instance=default", "#confirm-failover")
+		wantContains(b.t, "what may be lost", b.text("#may-lose"), "default", "streaming")
+		if unplanned {
+			b.run("choose unplanned", chromedp.Click(chromedp.CSS("#mode-unplanned")))
+		}
+		if force {
+			b.run("choose force", chromedp.Click(chromedp.CSS("#force")))
+		}
+		b.shot("failover-preview")
+		if !b.act("fail over", chromedp.Click(chromedp.CSS("#confirm-failover-submit")), "#operation") {
+			b.open("/regions/failovers", "#operations")
+			b.run("open the failover's page", chromedp.Click(chromedp.CSS("#operations a")), chromedp.WaitVisible(chromedp.CSS("#operation")))
+		}
+		op := strings.TrimPrefix(b.location(), b.base)
+		if !strings.HasPrefix(op, "/regions/failovers/") {
+			b.t.Fatalf("after confirming: %s, want a failover's page", op)
+		}
+		b.waitText(op, "#op-status", "Done", time.Minute)
+		return b.text("#operation")
+	}
+	wantContains(t, "unplanned failover report", failover(ne, true, false), "Unplanned failover", "default", "promoted")
+	ne.shot("unplanned-report")
+
+	// West Europe learns of epoch 2 and demotes itself, keeping what it
+	// accepted after North Europe's last acknowledged revision.
+	we := ne.tab(weURL)
+	rep := we.waitText("/regions", "#lost-writes-reports", "1 → 2", 45*time.Second)
+	wantContains(t, "lost-writes report", rep, "default", "North Europe (northeurope)")
+	we.shot("lost-writes-after-failover")
+
+	// West Europe's pages of the instance say where it is primary now.
+	we.open("/instances/default/enrollments", "#elsewhere")
+	wantContains(t, "elsewhere", we.text("#elsewhere"), "primary in North Europe (northeurope) now (epoch 2)")
+	if href := we.evalString(`document.querySelector("#primary-console").href`); href != strings.TrimSuffix(neURL, "/")+"/instances/default/enrollments" {
+		t.Errorf("link to North Europe's console %q, want its enrollments page at %s", href, neURL)
+	}
+	we.shot("primary-elsewhere")
+
+	// Failback to West Europe, from its console, once it has a copy.
+	we.waitText("/regions", "#incoming", "streaming", 45*time.Second)
+	wantContains(t, "planned failback report", failover(we, false, true), "Planned failover", "default", "promoted")
+	we.shot("failback-report")
+	we.open("/instances/default", "#overview")
+	if got := we.text("#role") + " " + we.text("#epoch"); got != "primary 3" {
+		t.Errorf("West Europe after the failback: %q, want primary 3", got)
+	}
+
+	// The report is still there; read it and delete it.
+	we.open("/regions", "#lost-writes-reports")
+	reportRow := `#lost-writes-reports tr[data-instance="default"][data-epoch="2"]`
+	wantContains(t, "report after the failback", we.text(reportRow), "default", "1 → 2", "North Europe (northeurope)")
+	we.shot("lost-writes-after-failback")
+	if !we.act("view the report", chromedp.Click(chromedp.CSS(reportRow+" a")), "#lost-writes-report") {
+		we.open("/regions/lost-writes/default/2", "#lost-writes-report")
+	}
+	wantContains(t, "report page", we.text("#lost-writes-report"), "default", "West Europe (westeurope) at epoch 1", "North Europe (northeurope) at epoch 2")
+	wantContains(t, "writes", we.text("#writes"), "writes accepted here after revision")
+	we.shot("lost-writes-report")
+	for try := 1; ; try++ {
+		we.run("confirm dealt with", chromedp.Click(chromedp.CSS("#dealt-with")))
+		if we.act("delete the report", chromedp.Click(chromedp.CSS("#delete-lost-writes-submit")), "#lost-writes-reports") || try == 3 {
+			break
+		}
+		we.open("/regions", "#lost-writes-reports")
+		if !we.bool(`document.querySelector(` + strconv.Quote(reportRow) + `) !== null`) {
+			break // deleted
+		}
+		we.open("/regions/lost-writes/default/2", "#delete-lost-writes")
+	}
+	we.open("/regions", "#lost-writes-reports")
+	if we.bool(`document.querySelector(` + strconv.Quote(reportRow) + `) !== null`) {
+		t.Errorf("the report is still listed after its deletion:\n%s", we.text("#lost-writes-reports"))
+	}
+	wantContains(t, "no reports", we.text("#lost-writes-reports"), "this region has lost no writes")
+	we.shot("lost-writes-deleted")
 }
