@@ -13,6 +13,7 @@ import (
 
 	"github.com/opendps/opendps/internal/model"
 	"github.com/opendps/opendps/internal/regions"
+	"github.com/opendps/opendps/internal/sas"
 )
 
 // Tests of the pages that close the console's gaps against the CLI:
@@ -541,5 +542,25 @@ func TestEscapingNewPages(t *testing.T) {
 		if strings.Contains(body, "<script>alert") || !strings.Contains(body, "&lt;script&gt;") {
 			t.Errorf("GET %s: not escaped", p)
 		}
+	}
+}
+
+func TestDeriveDeviceKey(t *testing.T) {
+	f := newFixture(t)
+	const groupKey = "Z3JvdXAta2V5LWZvci10ZXN0cy0xMjM0NTY3ODkwMTI="
+	f.enr.grp["contoso/symg"] = &model.EnrollmentGroup{EnrollmentGroupID: "symg", EnrollmentCommon: model.EnrollmentCommon{
+		Attestation: &model.AttestationMechanism{Type: model.AttestationSymmetricKey, SymmetricKey: &model.SymmetricKeyAttestation{PrimaryKey: groupKey, SecondaryKey: groupKey}}}}
+	want, err := sas.DeriveKey(groupKey, "dev-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser(t)
+	b.signInTenant("contoso", readerKey) // EnrollmentRead shows the group's keys already
+	code, body, _ := b.get("/instances/contoso/groups/symg?deriveFor=dev-7")
+	if code != http.StatusOK || !strings.Contains(body, `<code id="derived-key">`+want+`</code>`) {
+		t.Errorf("derived key: %d, want %s\n%s", code, want, body)
+	}
+	if _, body, _ := b.get("/instances/contoso/groups/symg?deriveFor=" + url.QueryEscape("bad id!")); strings.Contains(body, "derived-key") {
+		t.Errorf("a key was derived for an invalid registration id")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opendps/opendps/internal/enrollment"
 	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/sas"
 )
 
 // Enrollments, enrollment groups and registration records of an
@@ -287,6 +288,9 @@ type recordData struct {
 	Next       string
 	CanWrite   bool
 	CanRegs    bool // RegistrationStatusRead: the group's records are listed
+	// DeriveFor and DerivedKey: a device's key derived from a
+	// symmetric-key group's primary key (`opendps enrollment compute-key`).
+	DeriveFor, DerivedKey, DeriveErr string
 }
 
 func twinJSON(t *model.InitialTwin) string {
@@ -329,6 +333,16 @@ func (c *Console) groupPage(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	d := recordData{Group: g, Common: &g.EnrollmentCommon, Twin: twinJSON(g.InitialTwin), CanWrite: p.Can(model.RightEnrollmentWrite),
 		CanRegs: p.Can(model.RightRegistrationStatusRead), After: r.URL.Query().Get("after")}
+	if id := strings.TrimSpace(r.URL.Query().Get("deriveFor")); id != "" && g.Attestation != nil && g.Attestation.SymmetricKey != nil {
+		d.DeriveFor = id
+		if err := enrollment.ValidateID("registrationId", id); err != nil {
+			if _, d.DeriveErr = userError(err); d.DeriveErr == "" {
+				d.DeriveErr = "That is not a valid registration ID."
+			}
+		} else if d.DerivedKey, err = sas.DeriveKey(g.Attestation.SymmetricKey.PrimaryKey, id); err != nil {
+			d.DeriveErr = "The group's key is not base64: no key can be derived from it."
+		}
+	}
 	if d.CanRegs {
 		d.Regs, d.Next, err = c.cfg.Enrollments.ListGroupRegistrations(ctx, inst, g.EnrollmentGroupID, d.After, listLimit(r))
 		if err != nil {
