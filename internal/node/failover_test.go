@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/store"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -20,26 +18,10 @@ import (
 // mounted there) and promotes itself. The replicated copy is written
 // directly (the replicator is tested in internal/replicate).
 func TestFailoverAcrossRegions(t *testing.T) {
-	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	peerA, peerB := freeAddr(t), freeAddr(t)
-	mk := func(region, sub, peerAddr, other, otherAddr string) Config {
-		c := testConfig(t, filepath.Join(dir, sub))
-		c.Region, c.CADir, c.PeerAddr = region, caDir, peerAddr
-		c.Peers = map[string]string{other: "https://" + otherAddr}
-		c.DRStartGrace = time.Millisecond
-		return c
-	}
-	a := startNode(t, mk("westeurope", "a", peerA, "northeurope", peerB))
-	b := startNode(t, mk("northeurope", "b", peerB, "westeurope", peerA))
+	l := startLinkedRegions(t, func(c *Config) { c.DRStartGrace = time.Millisecond })
+	a, b, ctlA, ctlB := l.a, l.b, l.ctlA, l.ctlB
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hc, err := dpsclient.HTTPClient(filepath.Join(caDir, pki.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctlA := dpsclient.NewControl("https://"+a.Addr(ListenerControl), a.OperatorToken(), hc)
-	ctlB := dpsclient.NewControl("https://"+b.Addr(ListenerControl), b.OperatorToken(), hc)
 	if _, err := ctlA.CreateInstance(ctx, "fo-e2e", dpsclient.InstanceSpec{Location: "westeurope"}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/store"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
@@ -19,27 +17,11 @@ import (
 // the northeurope node: its service API (reverse-proxied) and its device
 // API (forwarded to the primary's engine).
 func TestForwardAcrossRegions(t *testing.T) {
-	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	peerA, peerB := freeAddr(t), freeAddr(t)
-	mk := func(region, sub, peerAddr, other, otherAddr string) Config {
-		c := testConfig(t, filepath.Join(dir, sub))
-		c.Region, c.CADir, c.PeerAddr = region, caDir, peerAddr
-		c.Peers = map[string]string{other: "https://" + otherAddr}
-		c.DRStartGrace = time.Millisecond
-		return c
-	}
-	a := startNode(t, mk("westeurope", "a", peerA, "northeurope", peerB))
-	b := startNode(t, mk("northeurope", "b", peerB, "westeurope", peerA))
+	l := startLinkedRegions(t, func(c *Config) { c.DRStartGrace = time.Millisecond })
+	a, b, caFile, hc, ctl := l.a, l.b, l.caFile, l.hc, l.ctlA
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	caFile := filepath.Join(caDir, pki.CAFile)
-	hc, err := dpsclient.HTTPClient(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	ctl := dpsclient.NewControl("https://"+a.Addr(ListenerControl), a.OperatorToken(), hc)
 	ps, err := ctl.CreateInstance(ctx, "fwd-e2e", dpsclient.InstanceSpec{Location: "westeurope"})
 	if err != nil {
 		t.Fatal(err)

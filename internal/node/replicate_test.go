@@ -2,12 +2,10 @@ package node
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opendps/opendps/internal/model"
-	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
@@ -16,25 +14,10 @@ import (
 // northeurope as a secondary copy by the node's replicator, and both
 // regions report it on GET /opendps/region/replication.
 func TestReplicationAcrossRegions(t *testing.T) {
-	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	peerA, peerB := freeAddr(t), freeAddr(t)
-	mk := func(region, sub, peerAddr, other, otherAddr string) Config {
-		c := testConfig(t, filepath.Join(dir, sub))
-		c.Region, c.CADir, c.PeerAddr = region, caDir, peerAddr
-		c.Peers = map[string]string{other: "https://" + otherAddr}
-		return c
-	}
-	a := startNode(t, mk("westeurope", "a", peerA, "northeurope", peerB))
-	b := startNode(t, mk("northeurope", "b", peerB, "westeurope", peerA))
+	l := startLinkedRegions(t, nil)
+	b, ctlA, ctlB := l.b, l.ctlA, l.ctlB
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hc, err := dpsclient.HTTPClient(filepath.Join(caDir, pki.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctlA := dpsclient.NewControl("https://"+a.Addr(ListenerControl), a.OperatorToken(), hc)
-	ctlB := dpsclient.NewControl("https://"+b.Addr(ListenerControl), b.OperatorToken(), hc)
 	if _, err := ctlA.CreateInstance(ctx, "repl-e2e", dpsclient.InstanceSpec{Location: "westeurope"}); err != nil {
 		t.Fatal(err)
 	}
