@@ -1,6 +1,7 @@
 package dr
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -13,31 +14,32 @@ func newEpoch(name string) model.DirEntry {
 	return model.DirEntry{Name: name, IDScope: "0ne" + name, Primary: ne, Secondary: we, Epoch: 2, DREnabled: true, Role: model.RolePrimary}
 }
 
-// TestDemoteReportsWritesAfterAckedRev: the report lists exactly the puts
-// and deletes after the acknowledged revision, not the fence; a second
-// Demote changes nothing.
-func TestDemoteReportsWritesAfterAckedRev(t *testing.T) {
-	const name = "foxtrot"
-	wr, _ := createDR(t, name)
-	ctx := ctxT(t)
-	for _, id := range []string{"a", "b"} {
-		if _, err := write(ctx, wr, name, id); err != nil {
+// writeAroundAck writes the enrollments ids of instance name in region r,
+// takes the head revision as the one the new primary acknowledged, then
+// writes enrollment after and deletes enrollment deleted: the writes a
+// failover loses. It returns the acknowledged revision and the write's.
+func writeAroundAck(ctx context.Context, t *testing.T, r *testRegion, name string, ids []string, after, deleted string) (acked, afterRev int64) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := write(ctx, r, name, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	acked := headRev(t, wr)
-	revC, err := write(ctx, wr, name, "c")
+	acked = headRev(t, r)
+	afterRev, err := write(ctx, r, name, after)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remove(ctx, wr, name, "a"); err != nil {
+	if err := remove(ctx, r, name, deleted); err != nil {
 		t.Fatal(err)
 	}
-	revB, err := write(ctx, wr, name, "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := m2(t, wr)
+	return acked, afterRev
+}
+
+// demoteReport demotes instance name to newEpoch's secondary at acked and
+// returns the one lost-writes report m then keeps of it.
+func demoteReport(ctx context.Context, t *testing.T, m *Manager, name string, acked int64) model.LostWrites {
+	t.Helper()
 	if err := m.Demote(ctx, name, newEpoch(name), acked); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,23 @@ func TestDemoteReportsWritesAfterAckedRev(t *testing.T) {
 	if err != nil || len(reps) != 1 {
 		t.Fatalf("reports = %+v, %v; want one", reps, err)
 	}
-	r := reps[0]
+	return reps[0]
+}
+
+// TestDemoteReportsWritesAfterAckedRev: the report lists exactly the puts
+// and deletes after the acknowledged revision, not the fence; a second
+// Demote changes nothing.
+func TestDemoteReportsWritesAfterAckedRev(t *testing.T) {
+	const name = "foxtrot"
+	wr, _ := createDR(t, name)
+	ctx := ctxT(t)
+	acked, revC := writeAroundAck(ctx, t, wr, name, []string{"a", "b"}, "c", "a")
+	revB, err := write(ctx, wr, name, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := m2(t, wr)
+	r := demoteReport(ctx, t, m, name, acked)
 	if r.Instance != name || r.Region != we || r.OldEpoch != 1 || r.NewEpoch != 2 || r.NewPrimary != ne || r.AckedRev != acked || !r.Complete {
 		t.Errorf("report = %+v", r)
 	}
@@ -122,31 +140,11 @@ func TestDemoteCompactedHistory(t *testing.T) {
 	const name = "hotel"
 	wr, _ := createDR(t, name)
 	ctx := ctxT(t)
-	for _, id := range []string{"gone", "kept"} {
-		if _, err := write(ctx, wr, name, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	acked := headRev(t, wr)
-	revNew, err := write(ctx, wr, name, "new")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remove(ctx, wr, name, "gone"); err != nil {
-		t.Fatal(err)
-	}
+	acked, revNew := writeAroundAck(ctx, t, wr, name, []string{"gone", "kept"}, "new", "gone")
 	if _, err := wr.st.Client().Compact(ctx, headRev(t, wr)); err != nil {
 		t.Fatal(err)
 	}
-	m := m2(t, wr)
-	if err := m.Demote(ctx, name, newEpoch(name), acked); err != nil {
-		t.Fatal(err)
-	}
-	reps, err := m.LostWrites(ctx, name)
-	if err != nil || len(reps) != 1 {
-		t.Fatalf("reports = %+v, %v", reps, err)
-	}
-	r := reps[0]
+	r := demoteReport(ctx, t, m2(t, wr), name, acked)
 	if r.Complete || len(r.Writes) != 1 || r.Writes[0].Key != store.Key(name, store.KindEnrollment, "new") || r.Writes[0].Rev != revNew {
 		t.Errorf("report = %+v, want only the key written after %d, incomplete", r, acked)
 	}
