@@ -22,33 +22,11 @@ import (
 // a zone failure would, checks that the region notices and keeps serving,
 // and starts the node again with the command connection.json gives.
 func TestDevMultiProcess(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("needs SIGKILL and process groups")
-	}
-	if testing.Short() {
-		t.Skip("starts three server processes")
-	}
+	skipMultiProcess(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env := []string{mainHelperEnv + "=1", "OPENDPS_OPERATOR_TOKEN="}
-	var d *devenv.Deployment
-	var err error
-	for range 3 { // ports are picked free, then bound by the children: another test may take one meanwhile
-		d, err = devenv.Start(ctx, devenv.Options{DataDir: t.TempDir(), LogLevel: "error", MultiProcess: true, Zones: 3,
-			Executable: os.Args[0], Args: []string{"-test.run=^TestMainHelperProcess$", "-test.count=1", "--"}, Env: env})
-		if err == nil {
-			break
-		}
-		t.Logf("start: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, conn := startMultiProcessDev(ctx, t, devenv.Options{Zones: 3})
 	defer d.Close()
-	conn, err := dpsclient.LoadConnection(d.ConnectionPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pids := map[int]bool{}
 	for _, n := range conn.Nodes {
 		if n.PID == os.Getpid() || n.PID == 0 || len(n.Command) == 0 {
@@ -88,7 +66,7 @@ func TestDevMultiProcess(t *testing.T) {
 
 	// Start it again as connection.json says: it rejoins and catches up.
 	cmd := exec.Command(victim.Command[0], victim.Command[1:]...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), devChildEnv...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +82,52 @@ func TestDevMultiProcess(t *testing.T) {
 		}
 	}()
 	waitRegion(t, ctl, "node3 back", func(st *dpsclient.RegionStatus) bool { return st.HealthyVoting == 3 })
+}
+
+// devChildEnv is the environment of a multi-process dev deployment's
+// processes: this test binary runs main() as opendps.
+var devChildEnv = []string{mainHelperEnv + "=1", "OPENDPS_OPERATOR_TOKEN="}
+
+// skipMultiProcess skips tests of multi-process dev deployments where they
+// cannot run: they need SIGKILL and process groups, and start several
+// server processes.
+func skipMultiProcess(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("needs SIGKILL and process groups")
+	}
+	if testing.Short() {
+		t.Skip("starts several server processes")
+	}
+}
+
+// startMultiProcessDev starts the dev deployment opts describes with every
+// process this test binary re-run as opendps (under a new temporary
+// directory, logging errors only) and loads its connection.json. The
+// caller closes the deployment.
+func startMultiProcessDev(ctx context.Context, t *testing.T, opts devenv.Options) (*devenv.Deployment, *dpsclient.Connection) {
+	t.Helper()
+	opts.LogLevel, opts.MultiProcess = "error", true
+	opts.Executable, opts.Env = os.Args[0], devChildEnv
+	opts.Args = []string{"-test.run=^TestMainHelperProcess$", "-test.count=1", "--"}
+	var d *devenv.Deployment
+	var err error
+	for range 3 { // ports are picked free, then bound by the children: another test may take one meanwhile
+		opts.DataDir = t.TempDir()
+		if d, err = devenv.Start(ctx, opts); err == nil {
+			break
+		}
+		t.Logf("start: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dpsclient.LoadConnection(d.ConnectionPath)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	return d, conn
 }
 
 // waitRegion polls the region status until ok accepts it (30 s at most).
@@ -130,34 +154,11 @@ func waitRegion(t *testing.T, ctl *dpsclient.Control, what string, ok func(*dpsc
 // whole first region as a laptop user would (its pids) and checks that the
 // other region and the front door keep answering.
 func TestDevRegionsMultiProcess(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("needs SIGKILL and process groups")
-	}
-	if testing.Short() {
-		t.Skip("starts three processes")
-	}
+	skipMultiProcess(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env := []string{mainHelperEnv + "=1", "OPENDPS_OPERATOR_TOKEN="}
-	var d *devenv.Deployment
-	var err error
-	for range 3 { // ports are picked free, then bound by the children: another test may take one meanwhile
-		d, err = devenv.Start(ctx, devenv.Options{DataDir: t.TempDir(), LogLevel: "error", MultiProcess: true, Zones: 1,
-			Regions:    []devenv.RegionGroup{{"westeurope", "northeurope"}},
-			Executable: os.Args[0], Args: []string{"-test.run=^TestMainHelperProcess$", "-test.count=1", "--"}, Env: env})
-		if err == nil {
-			break
-		}
-		t.Logf("start: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, conn := startMultiProcessDev(ctx, t, devenv.Options{Zones: 1, Regions: []devenv.RegionGroup{{"westeurope", "northeurope"}}})
 	defer d.Close()
-	conn, err := dpsclient.LoadConnection(d.ConnectionPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pids := map[int]string{}
 	for _, n := range conn.Nodes {
 		if n.PID == os.Getpid() || n.PID == 0 || len(n.Command) == 0 || n.Region == "" {
