@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/opendps/opendps/dpstest/storetest"
-	"github.com/opendps/opendps/internal/controlapi"
-	"github.com/opendps/opendps/internal/instance"
-	"github.com/opendps/opendps/internal/regions"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
 
@@ -20,21 +14,7 @@ import (
 // fresh store (hub checks always pass) and returns the global flags.
 func deployFixture(t *testing.T) []string {
 	t.Helper()
-	st := storetest.New(t, "")
-	cat := regions.Builtin()
-	ok := instance.HubCheckFunc(func(context.Context, string) error { return nil })
-	m, err := instance.New(instance.Config{Store: st, Catalog: cat, ServiceDomain: "localhost:8443", DeviceHost: "localhost:8443", HubChecker: ok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := controlapi.New(controlapi.Config{Manager: m, Catalog: cat, Token: "tok", Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return []string{"--connection", filepath.Join(t.TempDir(), "none.json"), "--control-url", srv.URL, "--token", "tok",
-		"--resource-group", "cli-rg", "--location", "westeurope"}
+	return append(controlFlags(t, serveControl(t, true)), "--resource-group", "cli-rg", "--location", "westeurope")
 }
 
 const cliTemplate = `{

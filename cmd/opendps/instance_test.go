@@ -20,6 +20,14 @@ import (
 // always pass) and returns the global flags that point the CLI at it.
 func controlFixture(t *testing.T) []string {
 	t.Helper()
+	return controlFlags(t, serveControl(t, false))
+}
+
+// serveControl serves the control API over a fresh store (hub checks
+// always pass) until the test ends and returns its URL; with records it
+// keeps deployment records in the store.
+func serveControl(t *testing.T, records bool) string {
+	t.Helper()
 	st := storetest.New(t, "")
 	cat := regions.Builtin()
 	ok := instance.HubCheckFunc(func(context.Context, string) error { return nil })
@@ -27,13 +35,23 @@ func controlFixture(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := controlapi.New(controlapi.Config{Manager: m, Catalog: cat, Token: "tok"})
+	cfg := controlapi.Config{Manager: m, Catalog: cat, Token: "tok"}
+	if records {
+		cfg.Store = st
+	}
+	h, err := controlapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return []string{"--connection", filepath.Join(t.TempDir(), "none.json"), "--control-url", srv.URL, "--token", "tok"}
+	return srv.URL
+}
+
+// controlFlags are the global flags that point the CLI at the control API
+// at url (and at no connection.json).
+func controlFlags(t *testing.T, url string) []string {
+	return []string{"--connection", filepath.Join(t.TempDir(), "none.json"), "--control-url", url, "--token", "tok"}
 }
 
 func mustRun(t *testing.T, global []string, args ...string) string {
