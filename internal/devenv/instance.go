@@ -9,6 +9,7 @@ import (
 
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/node"
 	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/store"
 	"github.com/opendps/opendps/pkg/dpsclient"
@@ -73,20 +74,26 @@ func (d *Deployment) connection(ctx context.Context) (*dpsclient.Connection, err
 		return nil, err
 	}
 	for i, cfg := range configs {
-		ni := dpsclient.NodeInfo{
-			Name: cfg.Name, Region: cfg.Region, Zone: cfg.Zone, PID: os.Getpid(),
-			DeviceEndpoint: "localhost:" + port(cfg.DeviceAddr), ServiceAddr: cfg.ServiceAddr,
-			MQTTEndpoint:  "localhost:" + port(cfg.MQTTAddr),
-			ControlURL:    "https://localhost:" + port(cfg.ControlAddr),
-			ConsoleURL:    "https://localhost:" + port(cfg.ConsoleAddr) + "/",
-			EtcdClientURL: "http://" + cfg.EtcdClientAddr,
-		}
-		if i < len(d.Procs) {
-			ni.PID, ni.Command = d.Procs[i].PID(), d.Procs[i].Command
-		}
-		c.Nodes = append(c.Nodes, ni)
+		c.Nodes = append(c.Nodes, nodeInfo(cfg, d.Procs, i))
 	}
 	return c, nil
+}
+
+// nodeInfo is connection.json's entry of the node cfg configures: the
+// process procs[i] runs it, or this process when there is none.
+func nodeInfo(cfg node.Config, procs []*Process, i int) dpsclient.NodeInfo {
+	ni := dpsclient.NodeInfo{
+		Name: cfg.Name, Region: cfg.Region, Zone: cfg.Zone, PID: os.Getpid(),
+		DeviceEndpoint: "localhost:" + port(cfg.DeviceAddr), ServiceAddr: cfg.ServiceAddr,
+		MQTTEndpoint:  "localhost:" + port(cfg.MQTTAddr),
+		ControlURL:    "https://localhost:" + port(cfg.ControlAddr),
+		ConsoleURL:    "https://localhost:" + port(cfg.ConsoleAddr) + "/",
+		EtcdClientURL: "http://" + cfg.EtcdClientAddr,
+	}
+	if i < len(procs) {
+		ni.PID, ni.Command = procs[i].PID(), procs[i].Command
+	}
+	return ni
 }
 
 // hubInfo describes the simulated hubs.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -184,18 +183,7 @@ func (d *Deployment) connectionMulti(ctx context.Context) (*dpsclient.Connection
 			ri.ControlURLs = append(ri.ControlURLs, "https://localhost:"+port(cfg.ControlAddr))
 			ri.PeerURLs = append(ri.PeerURLs, peerURL(cfg.PeerAddr))
 			ri.DeviceEndpoints = append(ri.DeviceEndpoints, "localhost:"+port(cfg.DeviceAddr))
-			ni := dpsclient.NodeInfo{
-				Name: cfg.Name, Region: cfg.Region, Zone: cfg.Zone, PID: os.Getpid(),
-				DeviceEndpoint: "localhost:" + port(cfg.DeviceAddr), ServiceAddr: cfg.ServiceAddr,
-				MQTTEndpoint:  "localhost:" + port(cfg.MQTTAddr),
-				ControlURL:    "https://localhost:" + port(cfg.ControlAddr),
-				ConsoleURL:    "https://localhost:" + port(cfg.ConsoleAddr) + "/",
-				EtcdClientURL: "http://" + cfg.EtcdClientAddr,
-			}
-			if i < len(r.Procs) {
-				ni.PID, ni.Command = r.Procs[i].PID(), r.Procs[i].Command
-			}
-			c.Nodes = append(c.Nodes, ni)
+			c.Nodes = append(c.Nodes, nodeInfo(cfg, r.Procs, i))
 		}
 		c.Regions = append(c.Regions, ri)
 	}
