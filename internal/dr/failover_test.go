@@ -88,15 +88,22 @@ func TestFailoverWithoutPeerLink(t *testing.T) {
 	}
 }
 
+// createResidency creates instance name, primary in westeurope (region
+// r), with data residency enabled: disaster recovery is disabled for it.
+func createResidency(ctx context.Context, t *testing.T, r *testRegion, name string) {
+	t.Helper()
+	d := model.DirEntry{Name: name, IDScope: "0ne" + name, Primary: we, Epoch: 1, Role: model.RolePrimary}
+	if err := r.st.CreateInstance(ctx, d, &model.Instance{Name: d.Name, IDScope: d.IDScope, EnableDataResidency: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestResidencyRefused: a DR-disabled instance can be neither fenced nor
 // failed over.
 func TestResidencyRefused(t *testing.T) {
 	wr, _ := pair(t)
 	ctx := ctxT(t)
-	d := model.DirEntry{Name: "canary", IDScope: "0necanary", Primary: we, Epoch: 1, Role: model.RolePrimary}
-	if err := wr.st.CreateInstance(ctx, d, &model.Instance{Name: d.Name, IDScope: d.IDScope, EnableDataResidency: true}); err != nil {
-		t.Fatal(err)
-	}
+	createResidency(ctx, t, wr, "canary")
 	m, _ := manager(t, wr)
 	const msg = "data residency: disaster recovery is disabled for this instance"
 	_, err := m.Fence(ctx, FenceRequest{Instances: []string{"canary"}})
@@ -131,10 +138,7 @@ func TestResidencyRefused(t *testing.T) {
 func TestResidencyRefusedByThePair(t *testing.T) {
 	wr, nr := pair(t)
 	ctx := ctxT(t)
-	d := model.DirEntry{Name: "canary-pair", IDScope: "0necanaryp", Primary: we, Epoch: 1, Role: model.RolePrimary}
-	if err := wr.st.CreateInstance(ctx, d, &model.Instance{Name: d.Name, IDScope: d.IDScope, EnableDataResidency: true}); err != nil {
-		t.Fatal(err)
-	}
+	createResidency(ctx, t, wr, "canary-pair")
 	m, _ := manager(t, nr)
 	rep, err := m.Failover(ctx, FailoverRequest{Instances: []string{"canary-pair"}, Force: true})
 	if !errors.Is(err, ErrRefused) {
