@@ -452,10 +452,11 @@ func (p *lagProbe) finish(ctx context.Context) *ReplicationReport {
 		Scraped: p.t.urls, Method: LagMethod, SampleIntervalMs: float64(p.interval.Milliseconds())}
 	settled := time.Now()
 	var last scrape
+	read := false
 	for {
 		s, err := p.scrapeAll(ctx)
 		if err == nil {
-			last = s
+			last, read = s, true
 			p.mu.Lock()
 			p.gmax = max(p.gmax, s.gauge)
 			p.mu.Unlock()
@@ -472,6 +473,10 @@ func (p *lagProbe) finish(ctx context.Context) *ReplicationReport {
 		time.Sleep(100 * time.Millisecond)
 	}
 	r.SettleSeconds = round3(time.Since(settled).Seconds())
+	if !read {
+		p.noteErr(errors.New("no /metrics could be read after the load: no histogram figures"))
+		last.hist = p.before
+	}
 	d := last.hist.minus(p.before)
 	r.Batches = int64(d.total())
 	if r.Batches > 0 {

@@ -138,3 +138,22 @@ func TestLagProbe(t *testing.T) {
 		t.Errorf("p50 %v p99 %v", r.P50Ms, r.P99Ms)
 	}
 }
+
+// TestLagProbeSourceGone: a source that stops answering after the first
+// read leaves a report without figures that says why.
+func TestLagProbeSourceGone(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "opendps_replication_batch_lag_seconds_bucket{destination=\"ne\",source=\"we\",le=\"+Inf\"} 5\n")
+	}))
+	p := newLagProbe(&lagTarget{instance: "i", source: "we", destination: "ne", urls: []string{srv.URL}}, srv.Client(), 10*time.Millisecond)
+	if err := p.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	r := p.finish(ctx)
+	if r.Batches != 0 || len(r.Errors) == 0 {
+		t.Errorf("report = %+v, want no batches and the failed reads", r)
+	}
+}
