@@ -45,7 +45,7 @@ reused and 802/s with new connections) were run on 2026-11-26 as
 (and --rate 1817, and --rate 401 / 802 without --reuse-connections) against
 opendps dev with 12 nodes and with --regions westeurope:northeurope --zones 3.
 On the shared 2-vCPU machine (load average 10 to 21) the generator reached only
-13 to 85 % of those rates; lag p99 was 0.7 to 1.4 s with 6 nodes and 2.2 to
+21 to 85 % of those rates; lag p99 was 0.7 to 1.4 s with 6 nodes and 2.2 to
 3.4 s with 12 (at 188/s: p50 5 ms, p99 379 ms). Both targets are open until
 rerun on a quiet machine; see docs/reliability.md, "Disaster recovery".`,
 		Args: cobra.NoArgs,
