@@ -49,6 +49,7 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.IntVar(&c.Throttle.RegistrationsPerMinute, "max-registrations-per-minute", c.Throttle.RegistrationsPerMinute, "register calls per instance per minute before 429 (0: default)")
 	f.IntVar(&c.Throttle.PollsPer10s, "max-polls-per-10s", c.Throttle.PollsPer10s, "status polls per device per 10 s before 429 (0: default)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (key=value) or json (one object per line)")
 	f.StringVar(&c.PeerAddr, "peer-addr", c.PeerAddr, "listen address of the peer link between regions (mutual TLS; empty: none)")
 	f.StringToStringVar(&c.Peers, "peer", c.Peers, "REGION=https://host:port[,https://...] of another region's peer listeners (repeatable)")
 	f.StringToStringVar(&c.ConsoleURLs, "console-url", c.ConsoleURLs, "REGION=https://host:port of a web console in another region (repeatable): console pages about instances primary there link to it")

@@ -108,6 +108,9 @@ type Config struct {
 	StoreTimeout time.Duration `json:"storeTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+	// LogFormat is text (the default: logfmt-like key=value) or json (one
+	// object per line, for log shippers).
+	LogFormat string `json:"logFormat,omitempty"`
 	// Log, when set, receives the node's logs instead of a text handler
 	// on stderr at LogLevel (tests capture them).
 	Log *slog.Logger `json:"-"`
@@ -261,6 +264,11 @@ func (c *Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("logLevel %q is not debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logFormat %q is not text or json", c.LogFormat))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("node: invalid config: %w", errors.Join(errs...))

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,6 +49,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no service domain", func(c *Config) { c.ServiceDomain = "" }, []string{"serviceDomain"}},
 		{"service domain with port", func(c *Config) { c.ServiceDomain = "localhost:8444" }, []string{"serviceDomain"}},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, []string{"logLevel", `"verbose"`}},
+		{"log format", func(c *Config) { c.LogFormat = "xml" }, []string{"logFormat", `"xml"`}},
 		{"empty log level ok", func(c *Config) { c.LogLevel = "" }, nil},
 		{"negative store timeout", func(c *Config) { c.StoreTimeout = -time.Second }, []string{"storeTimeout"}},
 		{"several errors", func(c *Config) { c.Name, c.Region, c.LogLevel = "", "", "loud" }, []string{"name", "region", "logLevel"}},
@@ -181,5 +183,26 @@ func TestLoadConfigFileErrors(t *testing.T) {
 				t.Errorf("LoadConfigFile = %q, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestLogFormatJSON: --log-format json writes one JSON object per line.
+func TestLogFormatJSON(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stderr
+	os.Stderr = w
+	log := newLogger("info", "json")
+	os.Stderr = old
+	log.Info("hello", "request_id", "abc")
+	w.Close()
+	var m map[string]any
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
+		t.Fatalf("log line is not JSON: %v", err)
+	}
+	if m["msg"] != "hello" || m["request_id"] != "abc" {
+		t.Errorf("log line = %v", m)
 	}
 }

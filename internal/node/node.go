@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	log := cfg.Log
 	if log == nil {
-		log = newLogger(cfg.LogLevel)
+		log = newLogger(cfg.LogLevel, cfg.LogFormat)
 	}
 	n = &Node{cfg: cfg, log: log.With("node", cfg.Name, "region", cfg.Region, "zone", cfg.Zone),
 		addrs: map[string]string{}, readyc: make(chan struct{}), errc: make(chan error, 8)}
@@ -342,7 +342,7 @@ func loadOrCreateToken(cfg Config) (string, error) {
 	return t, nil
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	switch level {
 	case "debug":
@@ -354,5 +354,9 @@ func newLogger(level string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
