@@ -1,5 +1,7 @@
 package store
 
+import "strconv"
+
 // Keys of disaster recovery (docs/dr-design.md). They live outside the
 // instance prefixes: replication of an instance never carries them.
 const (
@@ -25,7 +27,7 @@ func ReplStatusPrefix() string { return replStatusPrefix }
 // LostWritesKey is where an old primary keeps model.LostWrites of
 // instance, superseded at newEpoch.
 func LostWritesKey(instance string, newEpoch uint64) string {
-	return lostPrefix + instance + "/" + itoa(newEpoch)
+	return lostPrefix + instance + "/" + strconv.FormatUint(newEpoch, 10)
 }
 
 // LostWritesPrefix is the prefix of every lost-writes report of the region.
@@ -42,16 +44,3 @@ func ElectionPrefix(name string) string { return electPrefix + name }
 
 // DirPrefix is the prefix of every directory entry.
 func DirPrefix() string { return dirPrefix }
-
-func itoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
-}

@@ -3,10 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 
-	"github.com/opendps/opendps/internal/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,42 +31,24 @@ func (s *Store) GetFenced(ctx context.Context, instance, key string, v any) (boo
 
 // ListFenced is List of records of instance, fenced like a write.
 func (s *Store) ListFenced(ctx context.Context, instance, prefix, after string, limit int) (Page, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	start := prefix
-	if after != "" {
-		if !strings.HasPrefix(after, prefix) {
-			return Page{}, fmt.Errorf("store: continuation outside %s", prefix)
-		}
-		start = after + "\x00"
-	}
-	resp, err := s.readFenced(ctx, instance, clientv3.OpGet(start,
-		clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit))))
+	start, opts, err := pageRange(prefix, after, limit)
 	if err != nil {
 		return Page{}, err
 	}
-	p := Page{}
-	for _, kv := range resp.Kvs {
-		p.Values = append(p.Values, kv.Value)
+	resp, err := s.readFenced(ctx, instance, clientv3.OpGet(start, opts...))
+	if err != nil {
+		return Page{}, err
 	}
-	if resp.More && len(resp.Kvs) > 0 {
-		p.Next = string(resp.Kvs[len(resp.Kvs)-1].Key)
-	}
-	return p, nil
+	return pageOf(resp), nil
 }
 
 // readFenced runs op (a range read) in a transaction compared on the
 // directory entry of instance, re-reading the entry when it moved.
 func (s *Store) readFenced(ctx context.Context, instance string, op clientv3.Op) (*clientv3.GetResponse, error) {
 	for range maxAttempts {
-		d, raw, err := s.dirEntry(ctx, instance)
+		_, raw, err := s.primaryEntry(ctx, instance)
 		if err != nil {
 			return nil, err
-		}
-		if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
-			s.forgetDir(instance)
-			return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
 		}
 		var resp *clientv3.TxnResponse
 		err = s.read(ctx, func(ctx context.Context) error {

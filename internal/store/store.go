@@ -203,20 +203,35 @@ type Page struct {
 // List returns up to limit values under prefix whose keys sort after after
 // ("" for the first page). It reads one key range: no full scans.
 func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page, error) {
+	start, opts, err := pageRange(prefix, after, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	resp, err := s.get(ctx, start, opts...)
+	if err != nil {
+		return Page{}, wrapErr(err)
+	}
+	return pageOf(resp), nil
+}
+
+// pageRange is the range read of one page of List (and ListFenced): its
+// first key and options.
+func pageRange(prefix, after string, limit int) (string, []clientv3.OpOption, error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	start := prefix
 	if after != "" {
 		if !strings.HasPrefix(after, prefix) {
-			return Page{}, fmt.Errorf("store: continuation outside %s", prefix)
+			return "", nil, fmt.Errorf("store: continuation outside %s", prefix)
 		}
 		start = after + "\x00"
 	}
-	resp, err := s.get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)))
-	if err != nil {
-		return Page{}, wrapErr(err)
-	}
+	return start, []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit))}, nil
+}
+
+// pageOf is the Page of a pageRange read.
+func pageOf(resp *clientv3.GetResponse) Page {
 	p := Page{}
 	for _, kv := range resp.Kvs {
 		p.Values = append(p.Values, kv.Value)
@@ -224,7 +239,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) (Page
 	if resp.More && len(resp.Kvs) > 0 {
 		p.Next = string(resp.Kvs[len(resp.Kvs)-1].Key)
 	}
-	return p, nil
+	return p
 }
 
 // Keys returns up to limit keys under prefix after after, like List.

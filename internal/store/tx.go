@@ -153,13 +153,9 @@ func (s *Store) update(ctx context.Context, instance string, fn func(*Tx) error,
 }
 
 func (s *Store) begin(ctx context.Context, instance string) (*Tx, error) {
-	d, raw, err := s.dirEntry(ctx, instance)
+	d, raw, err := s.primaryEntry(ctx, instance)
 	if err != nil {
 		return nil, err
-	}
-	if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
-		s.forgetDir(instance)
-		return nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
 	}
 	if gate := s.writeGate.Load(); gate != nil {
 		if err := (*gate)(ctx, d); err != nil {
@@ -180,6 +176,21 @@ func (s *Store) SetWriteGate(gate func(ctx context.Context, d *model.DirEntry) e
 		return
 	}
 	s.writeGate.Store(&gate)
+}
+
+// primaryEntry returns the directory entry of instance (as dirEntry) when
+// it makes this region the instance's writable primary, and ErrFenced
+// otherwise: the fence of writes (begin) and of tenant reads (readFenced).
+func (s *Store) primaryEntry(ctx context.Context, instance string) (*model.DirEntry, []byte, error) {
+	d, raw, err := s.dirEntry(ctx, instance)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.Role != model.RolePrimary || !s.hostsPrimary(d.Primary) {
+		s.forgetDir(instance)
+		return nil, nil, fmt.Errorf("%w: %s is %s, primary in %s (epoch %d)", ErrFenced, instance, d.Role, d.Primary, d.Epoch)
+	}
+	return d, raw, nil
 }
 
 // cachedDir is a directory entry as last read. A stale one is harmless: the
