@@ -84,7 +84,7 @@ func TestFailureKeepsConcurrentAssignment(t *testing.T) {
 		t.Fatalf("stored record = %s op %s, want the newer assignment kept", stored.Status, stored.OperationID)
 	}
 
-	cur, err := e.e.readRegistrationAt(ctx, e.in.Name, "conc-1")
+	cur, err := e.e.readRegistration(ctx, e.in.Name, "conc-1", false)
 	if err != nil {
 		t.Fatal(err)
 	}

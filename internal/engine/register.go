@@ -109,7 +109,7 @@ func (e *Engine) OperationStatus(ctx context.Context, req *Request, opID string)
 	if ok, wait := e.throttle.AllowPoll(snap.name, req.RegistrationID); !ok {
 		return nil, throttled(wait)
 	}
-	cur, err := e.readRegistrationAt(ctx, snap.name, req.RegistrationID)
+	cur, err := e.readRegistration(ctx, snap.name, req.RegistrationID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -205,26 +205,14 @@ type readReg struct {
 	reg *model.Registration
 }
 
-// readRegistration reads the record serializably: a stale read is caught by
-// the revision comparison of the write (Tx.Seed).
-func (e *Engine) readRegistration(ctx context.Context, instance, regID string) (*readReg, error) {
+// readRegistration reads the record with its mod revision. A decision
+// reads it serializably (serializable: a stale read is caught by the
+// revision comparison of the write, Tx.Seed); an answer that must see
+// every committed write (a poll, recordFailure) reads it linearizably.
+func (e *Engine) readRegistration(ctx context.Context, instance, regID string, serializable bool) (*readReg, error) {
 	r := &readReg{key: store.Key(instance, store.KindRegistration, regID)}
 	var reg model.Registration
-	rev, raw, err := e.store.GetRev(ctx, r.key, &reg, true)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if rev != 0 {
-		r.rev, r.raw, r.reg = rev, raw, &reg
-	}
-	return r, nil
-}
-
-// readRegistrationAt reads the record linearizably, with its mod revision.
-func (e *Engine) readRegistrationAt(ctx context.Context, instance, regID string) (*readReg, error) {
-	r := &readReg{key: store.Key(instance, store.KindRegistration, regID)}
-	var reg model.Registration
-	rev, raw, err := e.store.GetRev(ctx, r.key, &reg, false)
+	rev, raw, err := e.store.GetRev(ctx, r.key, &reg, serializable)
 	if err != nil {
 		return nil, unavailable(err)
 	}

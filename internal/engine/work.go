@@ -116,7 +116,7 @@ func (j *job) run(ctx context.Context) {
 // hubs and writes the registration record.
 func (j *job) process(ctx context.Context) (*model.Registration, error) {
 	for range maxRecordAttempts {
-		cur, err := j.e.readRegistration(ctx, j.snap.name, j.req.RegistrationID)
+		cur, err := j.e.readRegistration(ctx, j.snap.name, j.req.RegistrationID, true)
 		if err != nil {
 			return nil, err
 		}
@@ -506,7 +506,7 @@ func (j *job) x509Result() *model.X509Result {
 // not overwritten either.
 func (j *job) recordFailure(ctx context.Context, code int, msg string) (*model.Registration, error) {
 	for range maxRecordAttempts {
-		cur, err := j.e.readRegistrationAt(ctx, j.snap.name, j.req.RegistrationID)
+		cur, err := j.e.readRegistration(ctx, j.snap.name, j.req.RegistrationID, false)
 		if err != nil {
 			return nil, err
 		}
