@@ -29,8 +29,6 @@ const (
 	MetricHTTPRequests    = "opendps_http_requests_total"
 	MetricHTTPLatency     = "opendps_http_request_duration_seconds"
 	MetricStoreReady      = "opendps_store_ready"
-	MetricStoreHasLeader  = "opendps_store_has_leader"
-	MetricStoreIsLeader   = "opendps_store_is_leader"
 	MetricZoneRedundant   = "opendps_region_zone_redundant"
 	MetricRegionZones     = "opendps_region_zones"
 	MetricRegionLiveNodes = "opendps_region_live_nodes"

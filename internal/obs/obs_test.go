@@ -63,30 +63,36 @@ func TestDeviceResults(t *testing.T) {
 	ctx := context.Background()
 	sym := &engine.Request{Transport: "https", SASToken: "SharedAccessSignature sr=x"}
 	x5 := &engine.Request{Transport: "mqtt-ws", PeerCertificates: []*x509.Certificate{{}}}
+	thrRegister := value(t, m.throttled, "device", "https", OpRegister)
 	for _, c := range []struct {
 		name   string
 		req    *engine.Request
 		f      *fakeEngine
 		result string
+		code   string // opendps_device_requests_total's code
 	}{
-		{"assigned", sym, &fakeEngine{status: model.OpStatusAssigned}, "assigned"},
-		{"failed", x5, &fakeEngine{status: model.OpStatusFailed}, "failed"},
-		{"disabled", sym, &fakeEngine{status: model.OpStatusDisabled}, "disabled"},
-		{"401", sym, &fakeEngine{err: apierr.New(apierr.CodeUnauthorized, "no")}, ResultUnauthorized},
-		{"404", x5, &fakeEngine{err: apierr.New(apierr.CodeInstanceNotFound, "no")}, ResultNotFound},
-		{"429", sym, &fakeEngine{err: apierr.New(apierr.CodeThrottled, "slow down")}, ResultThrottled},
-		{"400", sym, &fakeEngine{err: apierr.New(apierr.CodeBadArgument, "bad")}, ResultBadRequest},
-		{"500", sym, &fakeEngine{err: context.DeadlineExceeded}, ResultError},
+		{"assigned", sym, &fakeEngine{status: model.OpStatusAssigned}, "assigned", "202"},
+		{"failed", x5, &fakeEngine{status: model.OpStatusFailed}, "failed", "202"},
+		{"disabled", sym, &fakeEngine{status: model.OpStatusDisabled}, "disabled", "202"},
+		{"401", sym, &fakeEngine{err: apierr.New(apierr.CodeUnauthorized, "no")}, ResultUnauthorized, "401"},
+		{"404", x5, &fakeEngine{err: apierr.New(apierr.CodeInstanceNotFound, "no")}, ResultNotFound, "404"},
+		{"429", sym, &fakeEngine{err: apierr.New(apierr.CodeThrottled, "slow down")}, ResultThrottled, "429"},
+		{"400", sym, &fakeEngine{err: apierr.New(apierr.CodeBadArgument, "bad")}, ResultBadRequest, "400"},
+		{"500", sym, &fakeEngine{err: context.DeadlineExceeded}, ResultError, "500"},
 	} {
 		proto, att := protocol(c.req), attestation(c.req)
 		before := value(t, m.registrations, c.result, proto, att)
+		reqs := value(t, m.deviceRequests, proto, OpRegister, c.code)
 		Device(c.f).Register(ctx, c.req)
 		if got := value(t, m.registrations, c.result, proto, att) - before; got != 1 {
 			t.Errorf("%s: registrations{%s,%s,%s} += %v, want 1", c.name, c.result, proto, att, got)
 		}
+		if got := value(t, m.deviceRequests, proto, OpRegister, c.code) - reqs; got != 1 {
+			t.Errorf("%s: device_requests{%s,register,%s} += %v, want 1", c.name, proto, c.code, got)
+		}
 	}
-	if got := value(t, m.throttled, "device", "https", OpRegister); got < 1 {
-		t.Errorf("throttled{device,https,register} = %v, want at least 1", got)
+	if got := value(t, m.throttled, "device", "https", OpRegister) - thrRegister; got != 1 {
+		t.Errorf("throttled{device,https,register} += %v, want 1 (the 429 case alone)", got)
 	}
 
 	// Assigning, then a poll that assigns: one registration.
@@ -120,6 +126,7 @@ func TestHTTPMiddleware(t *testing.T) {
 	}))
 	before := value(t, m.httpRequests, "test", "GET", "429")
 	thr := value(t, m.throttled, "test", "https", "")
+	lat := value(t, m.httpLatency, "test", "GET")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
 	if got := value(t, m.httpRequests, "test", "GET", "429") - before; got != 1 {
@@ -128,8 +135,8 @@ func TestHTTPMiddleware(t *testing.T) {
 	if got := value(t, m.throttled, "test", "https", "") - thr; got != 1 {
 		t.Errorf("throttled{test} += %v, want 1", got)
 	}
-	if got := value(t, m.httpLatency, "test", "GET"); got < 1 {
-		t.Errorf("latency count = %v", got)
+	if got := value(t, m.httpLatency, "test", "GET") - lat; got != 1 {
+		t.Errorf("latency count += %v, want 1", got)
 	}
 	if seen == "" || rec.Header().Get("x-ms-request-id") != seen {
 		t.Errorf("request id %q, header %q", seen, rec.Header().Get("x-ms-request-id"))
