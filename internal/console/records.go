@@ -42,34 +42,35 @@ func listLimit(r *http.Request) int {
 }
 
 func (c *Console) enrollmentList(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentRead); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	inst, after := r.PathValue("name"), r.URL.Query().Get("after")
-	list, next, err := c.cfg.Enrollments.ListEnrollments(ctx, inst, after, listLimit(r))
-	if err != nil {
-		return err
-	}
-	d := recordList{Enrollments: list, After: after, Next: next, CanWrite: p.Can(model.RightEnrollmentWrite)}
-	c.renderInst(w, r, http.StatusOK, "enrollments", p, "Enrollments", inst, d)
-	return nil
+	return c.listRecords(w, r, p, "enrollments", "Enrollments", func(ctx context.Context, inst, after string, n int) (d recordList, err error) {
+		d.Enrollments, d.Next, err = c.cfg.Enrollments.ListEnrollments(ctx, inst, after, n)
+		return d, err
+	})
 }
 
 func (c *Console) groupList(w http.ResponseWriter, r *http.Request, p *principal) error {
+	return c.listRecords(w, r, p, "groups", "Enrollment groups", func(ctx context.Context, inst, after string, n int) (d recordList, err error) {
+		d.Groups, d.Next, err = c.cfg.Enrollments.ListGroups(ctx, inst, after, n)
+		return d, err
+	})
+}
+
+// listRecords renders page (enrollments or groups) with the page of
+// records list reads after ?after=; it needs EnrollmentRead.
+func (c *Console) listRecords(w http.ResponseWriter, r *http.Request, p *principal, page, title string,
+	list func(ctx context.Context, inst, after string, n int) (recordList, error)) error {
 	if err := need(p, model.RightEnrollmentRead); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	inst, after := r.PathValue("name"), r.URL.Query().Get("after")
-	list, next, err := c.cfg.Enrollments.ListGroups(ctx, inst, after, listLimit(r))
+	d, err := list(ctx, inst, after, listLimit(r))
 	if err != nil {
 		return err
 	}
-	d := recordList{Groups: list, After: after, Next: next, CanWrite: p.Can(model.RightEnrollmentWrite)}
-	c.renderInst(w, r, http.StatusOK, "groups", p, "Enrollment groups", inst, d)
+	d.After, d.CanWrite = after, p.Can(model.RightEnrollmentWrite)
+	c.renderInst(w, r, http.StatusOK, page, p, title, inst, d)
 	return nil
 }
 
@@ -164,65 +165,57 @@ func wantStatus(r *http.Request) string {
 }
 
 func (c *Console) disableEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), r.PostFormValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	e, err := c.cfg.Enrollments.GetEnrollment(ctx, inst, id)
-	if err != nil {
-		return err
-	}
-	e.ProvisioningStatus = wantStatus(r)
-	if _, err := c.cfg.Enrollments.PutEnrollment(ctx, inst, e, e.Etag); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" is "+e.ProvisioningStatus+".")
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "enrollments", func(ctx context.Context, inst, id string) (string, error) {
+		e, err := c.cfg.Enrollments.GetEnrollment(ctx, inst, id)
+		if err != nil {
+			return "", err
+		}
+		e.ProvisioningStatus = wantStatus(r)
+		_, err = c.cfg.Enrollments.PutEnrollment(ctx, inst, e, e.Etag)
+		return "Enrollment " + id + " is " + e.ProvisioningStatus + ".", err
+	})
 }
 
 func (c *Console) disableGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), r.PostFormValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	g, err := c.cfg.Enrollments.GetGroup(ctx, inst, id)
-	if err != nil {
-		return err
-	}
-	g.ProvisioningStatus = wantStatus(r)
-	if _, err := c.cfg.Enrollments.PutGroup(ctx, inst, g, g.Etag); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" is "+g.ProvisioningStatus+".")
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "groups", func(ctx context.Context, inst, id string) (string, error) {
+		g, err := c.cfg.Enrollments.GetGroup(ctx, inst, id)
+		if err != nil {
+			return "", err
+		}
+		g.ProvisioningStatus = wantStatus(r)
+		_, err = c.cfg.Enrollments.PutGroup(ctx, inst, g, g.Etag)
+		return "Enrollment group " + id + " is " + g.ProvisioningStatus + ".", err
+	})
 }
 
 func (c *Console) deleteEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), r.PostFormValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	if err := c.cfg.Enrollments.DeleteEnrollment(ctx, inst, id, ""); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" deleted.")
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "enrollments", func(ctx context.Context, inst, id string) (string, error) {
+		return "Enrollment " + id + " deleted.", c.cfg.Enrollments.DeleteEnrollment(ctx, inst, id, "")
+	})
 }
 
 func (c *Console) deleteGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "groups", func(ctx context.Context, inst, id string) (string, error) {
+		return "Enrollment group " + id + " deleted.", c.cfg.Enrollments.DeleteGroup(ctx, inst, id, "")
+	})
+}
+
+// recordAction runs a POST action on one record (the form's "id") of an
+// instance: it needs right, and on success returns to the instance's page
+// sub with the message do returns.
+func (c *Console) recordAction(w http.ResponseWriter, r *http.Request, p *principal, right, sub string,
+	do func(ctx context.Context, inst, id string) (msg string, err error)) error {
+	if err := need(p, right); err != nil {
 		return err
 	}
 	inst, id := r.PathValue("name"), r.PostFormValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	if err := c.cfg.Enrollments.DeleteGroup(ctx, inst, id, ""); err != nil {
+	msg, err := do(ctx, inst, id)
+	if err != nil {
 		return err
 	}
-	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" deleted.")
+	return c.finish(w, r, instPath(inst, sub), msg)
 }
 
 type registrationData struct {
@@ -257,16 +250,9 @@ func (c *Console) registrations(w http.ResponseWriter, r *http.Request, p *princ
 }
 
 func (c *Console) deleteRegistration(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightRegistrationStatusWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), r.PostFormValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	if err := c.cfg.Enrollments.DeleteRegistration(ctx, inst, id, ""); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "registrations"), "Registration record "+id+" deleted.")
+	return c.recordAction(w, r, p, model.RightRegistrationStatusWrite, "registrations", func(ctx context.Context, inst, id string) (string, error) {
+		return "Registration record " + id + " deleted.", c.cfg.Enrollments.DeleteRegistration(ctx, inst, id, "")
+	})
 }
 
 // instPath is /instances/{inst}/{sub}.
