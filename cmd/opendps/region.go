@@ -18,10 +18,11 @@ import (
 func init() { register(regionCmd) }
 
 // regionCmd is the `region` noun: the status of the region of the node
-// the control URL points at, its membership, and its snapshots
-// (docs/zones.md, docs/runbooks/).
+// the control URL points at, its membership and its snapshots
+// (docs/zones.md), and disaster recovery between regions: replication,
+// fencing, failover and lost writes (docs/dr-design.md, docs/runbooks/).
 func regionCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "region", Short: "Status, members and snapshots of a region (availability zones)"}
+	cmd := &cobra.Command{Use: "region", Short: "Status, members and snapshots of a region; replication, fencing and failover between regions"}
 	member := &cobra.Command{Use: "member", Short: "Members of the region's etcd cluster (one per node)"}
 	member.AddCommand(memberListCmd(), memberAddCmd(), memberRemoveCmd(), memberPromoteCmd())
 	snapshot := &cobra.Command{Use: "snapshot", Short: "Back up the region's state (etcd snapshot) and restore it"}

@@ -29,7 +29,7 @@ func nodeFlags(cmd *cobra.Command, c *node.Config) *string {
 	f.StringVar(&c.EtcdClientAddr, "etcd-client-addr", c.EtcdClientAddr, "client address of the embedded etcd member")
 	f.StringVar(&c.EtcdPeerAddr, "etcd-peer-addr", c.EtcdPeerAddr, "peer address of the embedded etcd member")
 	f.StringVar(&c.EtcdInitialCluster, "etcd-initial-cluster", c.EtcdInitialCluster, "name=http://host:port,... of the region's members")
-	f.StringVar(&c.EtcdClusterState, "etcd-cluster-state", c.EtcdClusterState, "new (members of --etcd-initial-cluster bootstrap together) or existing (join after `opendps region member add`)")
+	f.StringVar(&c.EtcdClusterState, "etcd-cluster-state", c.EtcdClusterState, "new (members of --etcd-initial-cluster bootstrap together) or existing (join after 'opendps region member add')")
 	f.Var(joinFlag{&c.EtcdClusterState}, "join", "join a running region (same as --etcd-cluster-state existing)")
 	f.Lookup("join").NoOptDefVal = "true"
 	f.StringVar(&c.EtcdClusterToken, "etcd-cluster-token", c.EtcdClusterToken, "bootstrap token, the same on every member of the region (default opendps-REGION)")
