@@ -8,6 +8,7 @@ import (
 
 	"github.com/opendps/opendps/internal/instance"
 	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/sas"
 )
 
@@ -326,12 +327,12 @@ func certificateResource(r *Resource, m map[string]any, e *env, c *errs) {
 		switch p := joinPath(base, k); strings.ToLower(k) {
 		case "certificate":
 			s, _ := props[k].(string)
-			der, err := certificateDER(s)
+			x, err := parseCertificate(s)
 			if err != nil {
 				c.add(ErrInvalid, p, "", "%v", err)
 				continue
 			}
-			cp.Certificate, cp.DER = s, der
+			cp.Certificate, cp.DER, cp.Thumbprint = s, x.Raw, pki.SHA1Thumbprint(x)
 		case "isverified":
 			b, ok := props[k].(bool)
 			if !ok {
@@ -350,8 +351,8 @@ func certificateResource(r *Resource, m map[string]any, e *env, c *errs) {
 	r.Certificate = cp
 }
 
-// certificateDER decodes a PEM or base64 DER X.509 certificate.
-func certificateDER(s string) ([]byte, error) {
+// parseCertificate decodes a PEM or base64 DER X.509 certificate.
+func parseCertificate(s string) (*x509.Certificate, error) {
 	s = strings.TrimSpace(s)
 	var der []byte
 	if b, _ := pem.Decode([]byte(s)); b != nil {
@@ -363,8 +364,9 @@ func certificateDER(s string) ([]byte, error) {
 		}
 		der = d
 	}
-	if _, err := x509.ParseCertificate(der); err != nil {
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
 		return nil, errorText("certificate is not an X.509 certificate: %v", err)
 	}
-	return der, nil
+	return x, nil
 }

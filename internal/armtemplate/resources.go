@@ -75,6 +75,7 @@ type Policy struct {
 type CertificateProps struct {
 	Certificate string // as given (PEM or base64 DER)
 	DER         []byte
+	Thumbprint  string // upper-case hex SHA-1 of DER, as the control API shows it
 	IsVerified  bool
 }
 

@@ -1,10 +1,13 @@
 package armtemplate
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/opendps/opendps/internal/pki"
 	"github.com/opendps/opendps/internal/regions"
 )
 
@@ -150,6 +153,16 @@ func TestPlanOrderAndValues(t *testing.T) {
 	}
 	if c := plan.Resources[1]; len(c.DependsOn) != 1 || c.DependsOn[0] != r.ID || !c.Certificate.IsVerified {
 		t.Errorf("certificate: %+v", c)
+	}
+	// The thumbprint is the control API's (pki.SHA1Thumbprint): what-if
+	// compares it with the thumbprint the server shows.
+	blk, _ := pem.Decode([]byte(certPEM))
+	x, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := plan.Resources[1].Certificate.Thumbprint, pki.SHA1Thumbprint(x); got != want {
+		t.Errorf("certificate thumbprint %q, want %q", got, want)
 	}
 	outs, err := plan.Outputs(func(id string, full bool) (any, error) {
 		if full {

@@ -1,7 +1,6 @@
 package deployment
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -239,12 +238,11 @@ func normRights(s string) string {
 // (nil: absent).
 func certificateDelta(r *armtemplate.Resource, cur *dpsclient.Certificate) []dpsclient.PropertyChange {
 	want := r.Certificate
-	after := certView{Thumbprint: thumbprint(want.DER), IsVerified: want.IsVerified}
+	after := certView{Thumbprint: want.Thumbprint, IsVerified: want.IsVerified}
 	if cur == nil {
 		return []dpsclient.PropertyChange{{Path: "properties", After: after}}
 	}
-	der, _ := base64.StdEncoding.DecodeString(cur.Properties.Certificate)
-	before := certView{Thumbprint: thumbprint(der), IsVerified: cur.Properties.IsVerified}
+	before := certView{Thumbprint: cur.Properties.Thumbprint, IsVerified: cur.Properties.IsVerified}
 	if before == after {
 		return nil
 	}
@@ -254,13 +252,6 @@ func certificateDelta(r *armtemplate.Resource, cur *dpsclient.Certificate) []dps
 type certView struct {
 	Thumbprint string `json:"thumbprint"`
 	IsVerified bool   `json:"isVerified"`
-}
-
-func thumbprint(der []byte) string {
-	if len(der) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%X", sha1Sum(der))
 }
 
 func refused(path, format string, args ...any) error {

@@ -2,7 +2,6 @@ package deployment
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,8 +13,6 @@ import (
 	"github.com/opendps/opendps/internal/armtemplate"
 	"github.com/opendps/opendps/pkg/dpsclient"
 )
-
-func sha1Sum(b []byte) []byte { s := sha1.Sum(b); return s[:] }
 
 // step is one resource of a plan with what exists and what would change.
 type step struct {
