@@ -50,9 +50,10 @@ func parsePages(cat *regions.Catalog) (pages, error) {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05Z")
 		},
-		"ms":   func(v float64) string { return fmt.Sprintf("%.0f ms", v) },
-		"path": url.PathEscape,
-		"join": strings.Join,
+		"ms":        func(v float64) string { return fmt.Sprintf("%.0f ms", v) },
+		"path":      url.PathEscape,
+		"join":      strings.Join,
+		"recordRow": newRecordRow,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
@@ -71,6 +72,17 @@ func parsePages(cat *regions.Catalog) (pages, error) {
 		out[name] = t
 	}
 	return out, nil
+}
+
+// recordRow is what the "recordActions" template needs of one row of the
+// enrollment or group list (sub: "enrollments" or "groups"; noun: what
+// the delete confirmation calls the record).
+type recordRow struct {
+	Inst, CSRF, Sub, Noun, ID, Status string
+}
+
+func newRecordRow(pd pageData, sub, noun, id, status string) recordRow {
+	return recordRow{Inst: pd.Inst, CSRF: pd.P.CSRF, Sub: sub, Noun: noun, ID: id, Status: status}
 }
 
 // regionLabel is "Display Name (name)", or name when the catalog does not
