@@ -31,9 +31,13 @@ const (
 	// ReportEnv names a file to write the results table to (Markdown).
 	ReportEnv = "OPENDPS_FAULT_REPORT"
 	// ArtifactsEnv is where histories and visualizations of failed seeds
-	// go (default: a new directory under the system temp dir). When set,
-	// every seed's history is written there.
+	// go (default: $OPENDPS_ARTIFACTS/fault, scripts/test's CI artifacts,
+	// else a new directory under the system temp dir). When set, every
+	// seed's history is written there.
 	ArtifactsEnv = "OPENDPS_FAULT_ARTIFACTS"
+	// CommonArtifactsEnv is the artifacts directory of every suite
+	// (scripts/test sets it).
+	CommonArtifactsEnv = "OPENDPS_ARTIFACTS"
 	// FaultsEnv restricts the faults run per seed (comma-separated, e.g.
 	// "freeze,partition").
 	FaultsEnv = "OPENDPS_FAULT_ONLY"
@@ -303,16 +307,23 @@ var artifacts struct {
 	dir string
 }
 
+// artifactsDir is the directory of histories, logs and visualizations
+// (ArtifactsEnv), made on first use.
 func artifactsDir() string {
-	if d := os.Getenv(ArtifactsEnv); d != "" {
-		return d
-	}
 	if artifacts.dir == "" {
-		d, err := os.MkdirTemp("", "opendps-fault-")
-		if err != nil {
-			d = os.TempDir()
+		switch d, common := os.Getenv(ArtifactsEnv), os.Getenv(CommonArtifactsEnv); {
+		case d != "":
+			artifacts.dir = d
+		case common != "":
+			artifacts.dir = filepath.Join(common, "fault")
+		default:
+			d, err := os.MkdirTemp("", "opendps-fault-")
+			if err != nil {
+				d = os.TempDir()
+			}
+			artifacts.dir = d
 		}
-		artifacts.dir = d
+		os.MkdirAll(artifacts.dir, 0o755) // the seeds' logs are written into it first
 	}
 	return artifacts.dir
 }
