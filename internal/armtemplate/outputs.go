@@ -17,28 +17,16 @@ type outputDef struct {
 
 func outputDefs(t *Template, c *errs) []outputDef {
 	var out []outputDef
-	for _, name := range sortedKeys(t.outputs) {
-		path := joinPath("outputs", name)
-		m, ok := t.outputs[name].(map[string]any)
-		if !ok {
-			c.add(ErrInvalid, path, "", "an output must be an object with type and value")
+	for _, decl := range declarations(t.outputs, "outputs", "an output must be an object with type and value",
+		"type %q is not an output type (string, int, bool, object, array)", c) {
+		d := outputDef{name: decl.name, path: decl.path, typ: decl.typ}
+		if _, loop := lookupFold(decl.m, "copy"); loop {
+			c.add(ErrUnsupported, joinPath(d.path, "copy"), "", "output copy loops are not supported")
 			continue
 		}
-		d := outputDef{name: name, path: path}
-		typ, _ := lookupKey(m, "type").(string)
-		d.typ = strings.ToLower(typ)
-		switch d.typ {
-		case TypeString, TypeSecureString, TypeInt, TypeBool, TypeObject, TypeSecureObject, TypeArray:
-		default:
-			c.add(ErrInvalid, joinPath(path, "type"), "", "type %q is not an output type (string, int, bool, object, array)", typ)
-			continue
-		}
-		if _, loop := lookupFold(m, "copy"); loop {
-			c.add(ErrUnsupported, joinPath(path, "copy"), "", "output copy loops are not supported")
-			continue
-		}
-		if d.value, ok = lookupFold(m, "value"); !ok {
-			c.add(ErrInvalid, joinPath(path, "value"), "", "the output has no value")
+		var ok bool
+		if d.value, ok = lookupFold(decl.m, "value"); !ok {
+			c.add(ErrInvalid, joinPath(d.path, "value"), "", "the output has no value")
 			continue
 		}
 		out = append(out, d)
@@ -63,9 +51,9 @@ func (p *Plan) Outputs(ref ReferenceFunc) (map[string]Output, error) {
 		if len(c.list) > 0 {
 			break
 		}
-		pd := paramDef{typ: d.typ}
+		pd := paramDef{what: "output", typ: d.typ}
 		if msg := pd.check(v); msg != "" {
-			c.add(ErrInvalid, joinPath(d.path, "value"), exprOf(d.value), "%s", strings.Replace(msg, "parameter's", "output's", 1))
+			c.add(ErrInvalid, joinPath(d.path, "value"), exprOf(d.value), "%s", msg)
 			break
 		}
 		out[d.name] = Output{Type: d.typ, Value: v}

@@ -101,10 +101,11 @@ func onlyEnvelope(top map[string]any) bool {
 	return true
 }
 
-// paramDef is a declared parameter.
+// paramDef is a declared parameter (or, for check, an output).
 type paramDef struct {
 	name                           string
 	path                           string
+	what                           string // "parameter" or "output", in messages
 	typ                            string // lower case
 	def                            any
 	hasDef                         bool
@@ -112,24 +113,42 @@ type paramDef struct {
 	minLen, maxLen, minVal, maxVal *int64
 }
 
+// declaration is an entry of the parameters or outputs section that is an
+// object with a valid type.
+type declaration struct {
+	name, path, typ string // typ lower case
+	m               map[string]any
+}
+
+// declarations returns the entries of section (the template's key) in name
+// order that are objects of a valid type, adding notObject or badType
+// (with the type given) for each other entry.
+func declarations(section map[string]any, key, notObject, badType string, c *errs) []declaration {
+	var out []declaration
+	for _, name := range sortedKeys(section) {
+		path := joinPath(key, name)
+		m, ok := section[name].(map[string]any)
+		if !ok {
+			c.add(ErrInvalid, path, "", "%s", notObject)
+			continue
+		}
+		typ, _ := lookupKey(m, "type").(string)
+		switch lt := strings.ToLower(typ); lt {
+		case TypeString, TypeSecureString, TypeInt, TypeBool, TypeObject, TypeSecureObject, TypeArray:
+			out = append(out, declaration{name: name, path: path, typ: lt, m: m})
+		default:
+			c.add(ErrInvalid, joinPath(path, "type"), "", badType, typ)
+		}
+	}
+	return out
+}
+
 func (t *Template) paramDefs(c *errs) []paramDef {
 	var out []paramDef
-	for _, name := range sortedKeys(t.parameters) {
-		path := joinPath("parameters", name)
-		m, ok := t.parameters[name].(map[string]any)
-		if !ok {
-			c.add(ErrInvalid, path, "", "a parameter declaration must be an object with a type")
-			continue
-		}
-		d := paramDef{name: name, path: path}
-		typ, _ := lookupKey(m, "type").(string)
-		d.typ = strings.ToLower(typ)
-		switch d.typ {
-		case TypeString, TypeSecureString, TypeInt, TypeBool, TypeObject, TypeSecureObject, TypeArray:
-		default:
-			c.add(ErrInvalid, joinPath(path, "type"), "", "type %q is not a parameter type (string, securestring, int, bool, object, secureObject, array)", typ)
-			continue
-		}
+	for _, decl := range declarations(t.parameters, "parameters", "a parameter declaration must be an object with a type",
+		"type %q is not a parameter type (string, securestring, int, bool, object, secureObject, array)", c) {
+		m, path := decl.m, decl.path
+		d := paramDef{name: decl.name, path: path, what: "parameter", typ: decl.typ}
 		d.def, d.hasDef = lookupFold(m, "defaultValue")
 		if a, ok := lookupFold(m, "allowedValues"); ok {
 			if d.allowed, ok = a.([]any); !ok {
@@ -195,7 +214,7 @@ func (d *paramDef) check(v any) string {
 		_, ok = v.([]any)
 	}
 	if !ok {
-		return sprintf("the value is %s, but the parameter's type is %s", typeName(v), d.typ)
+		return sprintf("the value is %s, but the %s's type is %s", typeName(v), d.what, d.typ)
 	}
 	if d.allowed != nil && !containsValue(d.allowed, v) {
 		return sprintf("the value %s is not one of the allowedValues %s", shortJSON(v), shortJSON(d.allowed))

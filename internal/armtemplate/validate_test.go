@@ -99,6 +99,10 @@ func TestValidationErrors(t *testing.T) {
 		{"reference outside outputs", doc("", "", dps("dps1", `"tags": {"scope": "[reference('dps1').idScope]"}`), ""), nil, "resources[0].tags.scope", ErrUnsupported, "only in outputs", "[reference('dps1').idScope]", false},
 		{"output of another resource", doc("", "", dps("dps1", ""), `"s": {"type": "string", "value": "[reference('dps9').idScope]"}`), nil, "outputs.s.value", ErrUnsupported, "only resources deployed by this template", "", false},
 		{"output property", doc("", "", dps("dps1", ""), `"s": {"type": "string", "value": "[reference('dps1').scopeId]"}`), nil, "outputs.s.value", ErrInvalid, `no property "scopeId"`, "", false},
+		{"parameter declaration type", doc(`"p": {"type": "float"}`, "", dps("dps1", ""), ""), nil, "parameters.p.type", ErrInvalid, `type "float" is not a parameter type`, "", false},
+		{"parameter declaration shape", doc(`"p": "string"`, "", dps("dps1", ""), ""), nil, "parameters.p", ErrInvalid, "a parameter declaration must be an object", "", false},
+		{"output declaration type", doc("", "", dps("dps1", ""), `"s": {"type": "float", "value": 1}`), nil, "outputs.s.type", ErrInvalid, `type "float" is not an output type`, "", false},
+		{"output declaration shape", doc("", "", dps("dps1", ""), `"s": "x"`), nil, "outputs.s", ErrInvalid, "an output must be an object", "", false},
 		{"output type", doc("", "", dps("dps1", ""), `"s": {"type": "int", "value": "[reference('dps1').idScope]"}`), nil, "outputs.s.value", ErrInvalid, "output's type is int", "", false},
 		{"user functions", strings.Replace(doc("", "", dps("dps1", ""), ""), `"resources"`, `"functions": [], "resources"`, 1), nil, "functions", ErrUnsupported, "user-defined functions", "", false},
 	} {
