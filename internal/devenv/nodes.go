@@ -18,46 +18,51 @@ import (
 // tokenFile holds the operator token shared by the nodes of a deployment.
 const tokenFile = "operator-token"
 
-// singleConfigs is the one region of a single-region deployment.
+// singleConfigs is the one region of a single-region deployment: its
+// nodes directly in DataDir, hosting every location (until DR adds the
+// paired region), without peer link.
 func singleConfigs(opts Options, p *ports) ([]*Region, error) {
-	cs, err := nodeConfigs(opts, p)
+	token, err := sharedToken(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := clusterConfigs(opts, opts.Region, opts.DataDir, p.Nodes, token, func(c *node.Config, _ nodePorts) {
+		c.HostedRegions = []string{"*"}
+	})
 	if err != nil {
 		return nil, err
 	}
 	return []*Region{{Name: opts.Region, Pair: pairOf(opts.Region), dir: opts.DataDir, configs: cs}}, nil
 }
 
-// nodeConfigs returns the configuration of every node: nodeN in zone N,
-// its data in DataDir/nodeN, all sharing the CA and the operator token
-// (written into each node's data directory, where the node reads it), and,
-// with several nodes, one etcd cluster bootstrapped from a static member
-// list.
-func nodeConfigs(opts Options, p *ports) ([]node.Config, error) {
-	token, err := sharedToken(opts.DataDir)
-	if err != nil {
-		return nil, err
-	}
+// clusterConfigs returns the configuration of every node of one region's
+// etcd cluster, one per entry of nps: nodeN in zone N, its data in
+// dir/nodeN, all sharing the CA of DataDir and the operator token (written
+// into each node's data directory, where the node reads it), and, with
+// several nodes, one etcd cluster bootstrapped from a static member list.
+// set adds what the layout needs, before opts.Tune.
+func clusterConfigs(opts Options, region, dir string, nps []nodePorts, token string, set func(*node.Config, nodePorts)) ([]node.Config, error) {
 	var initial []string
-	for i, np := range p.Nodes {
+	for i, np := range nps {
 		initial = append(initial, fmt.Sprintf("%s=http://%s", nodeName(i), np.EtcdPeer))
 	}
 	var out []node.Config
-	for i, np := range p.Nodes {
+	for i, np := range nps {
 		c := node.DefaultConfig()
 		c.Name = nodeName(i)
-		c.Region = opts.Region
+		c.Region = region
 		c.Zone = strconv.Itoa(i + 1)
-		c.DataDir = filepath.Join(opts.DataDir, c.Name)
+		c.DataDir = filepath.Join(dir, c.Name)
 		c.CADir = filepath.Join(opts.DataDir, "tls")
 		c.DeviceAddr, c.ServiceAddr, c.ControlAddr, c.ConsoleAddr = np.Device, np.Service, np.Control, np.Console
 		c.MQTTAddr = np.MQTT
 		c.EtcdClientAddr, c.EtcdPeerAddr = np.EtcdClient, np.EtcdPeer
-		if len(p.Nodes) > 1 {
+		if len(nps) > 1 {
 			c.EtcdInitialCluster = strings.Join(initial, ",")
 		}
 		c.ServiceDomain = "localhost"
-		c.HostedRegions = []string{"*"} // one region cluster hosts every location until DR adds the paired region
 		c.LogLevel = opts.LogLevel
+		set(&c, np)
 		if opts.Tune != nil {
 			opts.Tune(&c)
 		}

@@ -291,11 +291,6 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 	var out []*Region
 	for _, r := range names {
 		reg := &Region{Name: r, Pair: pairOf(r), dir: filepath.Join(opts.DataDir, r)}
-		nps := p.Regions[r]
-		var initial []string
-		for i, np := range nps {
-			initial = append(initial, fmt.Sprintf("%s=http://%s", nodeName(i), np.EtcdPeer))
-		}
 		others, otherConsoles := map[string]string{}, map[string]string{}
 		for _, o := range names {
 			if o != r {
@@ -305,34 +300,13 @@ func multiConfigs(opts Options, p *ports) ([]*Region, error) {
 				}
 			}
 		}
-		for i, np := range nps {
-			c := node.DefaultConfig()
-			c.Name = nodeName(i)
-			c.Region = r
-			c.Zone = strconv.Itoa(i + 1)
-			c.DataDir = filepath.Join(reg.dir, c.Name)
-			c.CADir = filepath.Join(opts.DataDir, "tls")
-			c.DeviceAddr, c.ServiceAddr, c.ControlAddr, c.ConsoleAddr = np.Device, np.Service, np.Control, np.Console
-			c.MQTTAddr = np.MQTT
-			c.EtcdClientAddr, c.EtcdPeerAddr = np.EtcdClient, np.EtcdPeer
-			if len(nps) > 1 {
-				c.EtcdInitialCluster = strings.Join(initial, ",")
-			}
-			c.ServiceDomain = "localhost"
-			c.LogLevel = opts.LogLevel
+		reg.configs, err = clusterConfigs(opts, r, reg.dir, p.Regions[r], token, func(c *node.Config, np nodePorts) {
 			c.PeerAddr = np.Peer
 			c.Peers = maps.Clone(others)
 			c.ConsoleURLs = maps.Clone(otherConsoles)
-			if opts.Tune != nil {
-				opts.Tune(&c)
-			}
-			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-				return nil, err
-			}
-			if err := writeIfChanged(filepath.Join(c.DataDir, tokenFile), []byte(token+"\n")); err != nil {
-				return nil, err
-			}
-			reg.configs = append(reg.configs, c)
+		})
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, reg)
 	}
