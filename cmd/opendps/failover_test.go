@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,7 @@ type recordingDR struct {
 	region   string
 	fences   []model.FenceRequest
 	failover []model.FailoverRequest
+	deleted  []string // instance/epoch of DeleteLostWrites
 }
 
 func (d *recordingDR) Failover(_ context.Context, req model.FailoverRequest) (*model.FailoverReport, error) {
@@ -56,11 +59,15 @@ func (d *recordingDR) LostWrites(context.Context, string) ([]model.LostWrites, e
 		AckedRev: 40, Complete: true, Writes: []model.LostWrite{{Key: "/opendps/i/default/enr/dev-9", Rev: 41}, {Key: "/opendps/i/default/enr/dev-1", Rev: 42, Deleted: true}}}}, nil
 }
 
-func (d *recordingDR) DeleteLostWrites(context.Context, string, uint64) error { return nil }
+func (d *recordingDR) DeleteLostWrites(_ context.Context, instance string, epoch uint64) error {
+	d.deleted = append(d.deleted, fmt.Sprintf("%s/%d", instance, epoch))
+	return nil
+}
 
 // TestFailoverCLI: `region failover` fences the lost region through its
 // own control API, then asks its pair to promote, and prints the report;
-// `region lost-writes` reads the old region's reports.
+// `region lost-writes` reads and deletes the old region's reports; `region
+// fence` fences the region it names.
 func TestFailoverCLI(t *testing.T) {
 	drs := map[string]*recordingDR{}
 	conn := dpsclient.Connection{OperatorToken: "tok"}
@@ -121,5 +128,17 @@ func TestFailoverCLI(t *testing.T) {
 	}
 	if out := mustRun(t, g, "region", "lost-writes", "delete", "default", "2", "--region", "westeurope"); !strings.Contains(out, "deleted") {
 		t.Errorf("lost-writes delete: %s", out)
+	}
+	if !slices.Equal(we.deleted, []string{"default/2"}) || len(ne.deleted) != 0 {
+		t.Errorf("lost-writes delete reached westeurope with %q, northeurope with %q; want default/2 at westeurope only", we.deleted, ne.deleted)
+	}
+	// region fence goes to the region it fences.
+	out = mustRun(t, g, "region", "fence", "--region", "westeurope", "--instance", "default", "--new-primary", "northeurope")
+	if len(we.fences) != 2 || we.fences[1].Primary != "westeurope" || we.fences[1].NewPrimary != "northeurope" ||
+		!slices.Equal(we.fences[1].Instances, []string{"default"}) || we.fences[1].Undo || len(ne.fences) != 0 {
+		t.Errorf("region fence: westeurope got %+v, northeurope %+v", we.fences, ne.fences)
+	}
+	if !strings.Contains(out, "fenced") {
+		t.Errorf("region fence output:\n%s", out)
 	}
 }
