@@ -74,49 +74,40 @@ func (c *Console) listRecords(w http.ResponseWriter, r *http.Request, p *princip
 	return nil
 }
 
-// symKey is a symmetric-key attestation from the form; empty keys are
-// generated.
+// symKey is a symmetric-key attestation with the form's keys: the
+// service generates those left empty and validates the others.
 func symKey(r *http.Request) (*model.AttestationMechanism, error) {
-	pk, sk := strings.TrimSpace(r.PostFormValue("primaryKey")), strings.TrimSpace(r.PostFormValue("secondaryKey"))
-	if pk == "" {
-		pk = enrollment.GenerateKey()
+	return &model.AttestationMechanism{Type: model.AttestationSymmetricKey, SymmetricKey: &model.SymmetricKeyAttestation{
+		PrimaryKey:   strings.TrimSpace(r.PostFormValue("primaryKey")),
+		SecondaryKey: strings.TrimSpace(r.PostFormValue("secondaryKey"))}}, nil
+}
+
+// recordForm reads a create form of an enrollment or a group: the
+// record's id (field idField) and its settings, with the attestation
+// attest reads.
+func recordForm(r *http.Request, idField string, attest func(*http.Request) (*model.AttestationMechanism, error)) (string, model.EnrollmentCommon, error) {
+	att, err := attest(r)
+	if err != nil {
+		return "", model.EnrollmentCommon{}, err
 	}
-	if sk == "" {
-		sk = enrollment.GenerateKey()
-	}
-	for _, k := range []struct{ f, v string }{{"primaryKey", pk}, {"secondaryKey", sk}} {
-		if err := enrollment.ValidateKey(k.f, k.v); err != nil {
-			return nil, err
-		}
-	}
-	return &model.AttestationMechanism{Type: model.AttestationSymmetricKey,
-		SymmetricKey: &model.SymmetricKeyAttestation{PrimaryKey: pk, SecondaryKey: sk}}, nil
+	common, err := formCommon(r, att)
+	return strings.TrimSpace(r.PostFormValue(idField)), common, err
 }
 
 func (c *Console) createEnrollment(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("registrationId"))
-	att, err := individualAttestation(r)
-	if err != nil {
-		return err
-	}
-	common, err := formCommon(r, att)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	if err := c.absent(c.cfg.Enrollments.GetEnrollment(ctx, inst, id)); err != nil {
-		return err
-	}
-	e := &model.IndividualEnrollment{RegistrationID: id, DeviceID: strings.TrimSpace(r.PostFormValue("deviceId")),
-		EnrollmentCommon: common}
-	if _, err := c.cfg.Enrollments.PutEnrollment(ctx, inst, e, ""); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "enrollments"), "Enrollment "+id+" created.")
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "enrollments", func(ctx context.Context, inst, _ string) (string, error) {
+		id, common, err := recordForm(r, "registrationId", individualAttestation)
+		if err != nil {
+			return "", err
+		}
+		if err := c.absent(c.cfg.Enrollments.GetEnrollment(ctx, inst, id)); err != nil {
+			return "", err
+		}
+		e := &model.IndividualEnrollment{RegistrationID: id, DeviceID: strings.TrimSpace(r.PostFormValue("deviceId")),
+			EnrollmentCommon: common}
+		_, err = c.cfg.Enrollments.PutEnrollment(ctx, inst, e, "")
+		return "Enrollment " + id + " created.", err
+	})
 }
 
 // absent turns the answer of a Get into nil when the record does not
@@ -132,28 +123,18 @@ func (c *Console) absent(rec any, err error) error {
 }
 
 func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := need(p, model.RightEnrollmentWrite); err != nil {
-		return err
-	}
-	inst, id := r.PathValue("name"), strings.TrimSpace(r.PostFormValue("enrollmentGroupId"))
-	att, err := groupAttestation(r)
-	if err != nil {
-		return err
-	}
-	common, err := formCommon(r, att)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	if err := c.absent(c.cfg.Enrollments.GetGroup(ctx, inst, id)); err != nil {
-		return err
-	}
-	g := &model.EnrollmentGroup{EnrollmentGroupID: id, EnrollmentCommon: common}
-	if _, err := c.cfg.Enrollments.PutGroup(ctx, inst, g, ""); err != nil {
-		return err
-	}
-	return c.finish(w, r, instPath(inst, "groups"), "Enrollment group "+id+" created.")
+	return c.recordAction(w, r, p, model.RightEnrollmentWrite, "groups", func(ctx context.Context, inst, _ string) (string, error) {
+		id, common, err := recordForm(r, "enrollmentGroupId", groupAttestation)
+		if err != nil {
+			return "", err
+		}
+		if err := c.absent(c.cfg.Enrollments.GetGroup(ctx, inst, id)); err != nil {
+			return "", err
+		}
+		g := &model.EnrollmentGroup{EnrollmentGroupID: id, EnrollmentCommon: common}
+		_, err = c.cfg.Enrollments.PutGroup(ctx, inst, g, "")
+		return "Enrollment group " + id + " created.", err
+	})
 }
 
 // wantStatus is the provisioning status a disable/enable form asks for.
@@ -200,9 +181,9 @@ func (c *Console) deleteGroup(w http.ResponseWriter, r *http.Request, p *princip
 	})
 }
 
-// recordAction runs a POST action on one record (the form's "id") of an
-// instance: it needs right, and on success returns to the instance's page
-// sub with the message do returns.
+// recordAction runs a POST action on the records of an instance (id is
+// the form's "id", the record a button acts on): it needs right, and on
+// success returns to the instance's page sub with the message do returns.
 func (c *Console) recordAction(w http.ResponseWriter, r *http.Request, p *principal, right, sub string,
 	do func(ctx context.Context, inst, id string) (msg string, err error)) error {
 	if err := need(p, right); err != nil {

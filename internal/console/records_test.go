@@ -106,3 +106,35 @@ func TestRecordActions(t *testing.T) {
 		t.Errorf("disabling a deleted enrollment: %d, want 404\n%s", code, body)
 	}
 }
+
+// TestCreateSymmetricKey: the create forms hand the keys typed in to the
+// service, which validates them (and generates those left empty).
+func TestCreateSymmetricKey(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser(t)
+	b.signInTenant("contoso", ownerKey)
+	tok := b.csrf("/instances/contoso/enrollments")
+	const pk, sk = "cHJpbWFyeS1rZXktb2YtZGV2LTE=", "c2Vjb25kYXJ5LWtleS1vZi1kZXYtMQ=="
+	for path, idField := range map[string]string{"/instances/contoso/enrollments": "registrationId", "/instances/contoso/groups": "enrollmentGroupId"} {
+		form := url.Values{"csrf": {tok}, idField: {"k-1"}, "attestation": {"symmetricKey"}, "primaryKey": {" " + pk + " "}, "secondaryKey": {sk}}
+		if code, body, _ := b.post(path, form); code != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d\n%s", path, code, body)
+		}
+	}
+	e, g := f.enr.enr["contoso/k-1"], f.enr.grp["contoso/k-1"]
+	if e == nil || g == nil {
+		t.Fatalf("enrollment %v, group %v: want both created", e, g)
+	}
+	for what, a := range map[string]*model.AttestationMechanism{"enrollment": e.Attestation, "group": g.Attestation} {
+		if a.Type != model.AttestationSymmetricKey || a.SymmetricKey == nil || a.SymmetricKey.PrimaryKey != pk || a.SymmetricKey.SecondaryKey != sk {
+			t.Errorf("%s stored with attestation %+v, want the form's keys", what, a)
+		}
+	}
+	// An existing id is refused, not overwritten.
+	if code, body, _ := b.post("/instances/contoso/enrollments", url.Values{"csrf": {tok}, "registrationId": {"k-1"}}); code != http.StatusConflict || !strings.Contains(body, "exists already") {
+		t.Errorf("creating k-1 again: %d, want 409\n%s", code, body)
+	}
+	if a := f.enr.enr["contoso/k-1"].Attestation; a.SymmetricKey.PrimaryKey != pk {
+		t.Errorf("creating k-1 again replaced its keys: %+v", a.SymmetricKey)
+	}
+}
