@@ -52,6 +52,7 @@ type deployEnv struct {
 	ctl    *dpsclient.Control
 	region string // the deployment's region
 	name   string
+	scope  armtemplate.Scope
 	tpl    *armtemplate.Template
 	plan   *armtemplate.Plan
 	err    error // validation error (plan is nil)
@@ -118,7 +119,8 @@ func prepare(ctx context.Context, f *deployFlags, location string) (*deployEnv, 
 		rs[i] = regions.Region{Name: r.Name, DisplayName: r.DisplayName, PairedRegion: r.PairedRegion,
 			AvailabilityZones: r.AvailabilityZones, DataResidencyAllowed: r.DataResidencyAllowed}
 	}
-	d := &deployEnv{ctl: ctl, region: region, name: f.name}
+	d := &deployEnv{ctl: ctl, region: region, name: f.name,
+		scope: armtemplate.Scope{Subscription: ctl.Subscription, ResourceGroup: ctl.ResourceGroup, Location: region}}
 	if d.name == "" {
 		d.name = strings.TrimSuffix(filepath.Base(f.templateFile), filepath.Ext(f.templateFile))
 	}
@@ -126,8 +128,7 @@ func prepare(ctx context.Context, f *deployFlags, location string) (*deployEnv, 
 		d.err = err
 		return d, nil
 	}
-	scope := armtemplate.Scope{Subscription: ctl.Subscription, ResourceGroup: ctl.ResourceGroup, Location: region}
-	d.plan, d.err = armtemplate.Build(d.tpl, params, armtemplate.Options{Scope: scope, Regions: armtemplate.CatalogOf(rs)})
+	d.plan, d.err = armtemplate.Build(d.tpl, params, armtemplate.Options{Scope: d.scope, Regions: armtemplate.CatalogOf(rs)})
 	return d, nil
 }
 
@@ -165,45 +166,52 @@ func validationFailed(err error) error {
 	return err
 }
 
-func deployCreateCmd(location *string) *cobra.Command {
+// deployVerbCmd is create, validate or what-if: run gets the template and
+// parameters of the flags, prepared.
+func deployVerbCmd(location *string, verb, short string, run func(cmd *cobra.Command, d *deployEnv) error) *cobra.Command {
 	var f deployFlags
 	cmd := &cobra.Command{
-		Use:   "create --template-file FILE [--parameters FILE|name=value ...]",
-		Short: "Deploy a template: create or update its resources, idempotently",
+		Use:   verb + " --template-file FILE [--parameters FILE|name=value ...]",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			d, err := prepare(ctx, &f, *location)
+			d, err := prepare(cmd.Context(), &f, *location)
 			if err != nil {
 				return err
 			}
-			if d.err != nil {
-				scope := armtemplate.Scope{Subscription: d.ctl.Subscription, ResourceGroup: d.ctl.ResourceGroup, Location: d.region}
-				hash := ""
-				if d.tpl != nil {
-					hash = d.tpl.Hash
-				}
-				if _, rerr := deployment.RecordFailure(ctx, d.ctl, d.name, scope, hash, d.err); rerr != nil {
-					errf("cannot record the failed deployment: %v", rerr)
-				}
-				return validationFailed(d.err)
-			}
-			rec, runErr := deployment.Create(ctx, d.ctl, d.name, d.plan, func(ch dpsclient.DeploymentResourceChange) {
-				errf("%s %s: %s", ch.ResourceType, ch.Name, ch.Outcome)
-			})
-			if rec != nil {
-				if err := printResult(cmd.OutOrStdout(), rec, func(w io.Writer) { printDeployment(w, rec) }); err != nil {
-					return err
-				}
-			}
-			if runErr != nil {
-				return validationFailed(runErr)
-			}
-			return nil
+			return run(cmd, d)
 		},
 	}
 	addDeployFlags(cmd, &f)
 	return cmd
+}
+
+func deployCreateCmd(location *string) *cobra.Command {
+	return deployVerbCmd(location, "create", "Deploy a template: create or update its resources, idempotently", func(cmd *cobra.Command, d *deployEnv) error {
+		ctx := cmd.Context()
+		if d.err != nil {
+			hash := ""
+			if d.tpl != nil {
+				hash = d.tpl.Hash
+			}
+			if _, rerr := deployment.RecordFailure(ctx, d.ctl, d.name, d.scope, hash, d.err); rerr != nil {
+				errf("cannot record the failed deployment: %v", rerr)
+			}
+			return validationFailed(d.err)
+		}
+		rec, runErr := deployment.Create(ctx, d.ctl, d.name, d.plan, func(ch dpsclient.DeploymentResourceChange) {
+			errf("%s %s: %s", ch.ResourceType, ch.Name, ch.Outcome)
+		})
+		if rec != nil {
+			if err := printResult(cmd.OutOrStdout(), rec, func(w io.Writer) { printDeployment(w, rec) }); err != nil {
+				return err
+			}
+		}
+		if runErr != nil {
+			return validationFailed(runErr)
+		}
+		return nil
+	})
 }
 
 // validation is the --json answer of validate.
@@ -214,71 +222,47 @@ type validation struct {
 }
 
 func deployValidateCmd(location *string) *cobra.Command {
-	var f deployFlags
-	cmd := &cobra.Command{
-		Use:   "validate --template-file FILE [--parameters FILE|name=value ...]",
-		Short: "Check a template, its parameters and the control plane's rules, changing nothing",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := prepare(cmd.Context(), &f, *location)
-			if err != nil {
+	return deployVerbCmd(location, "validate", "Check a template, its parameters and the control plane's rules, changing nothing", func(cmd *cobra.Command, d *deployEnv) error {
+		if d.err == nil {
+			_, d.err = deployment.WhatIf(cmd.Context(), d.ctl, d.plan)
+		}
+		v := validation{Valid: d.err == nil}
+		if d.err != nil {
+			detail := deployment.ErrorDetail(d.err)
+			v.Errors = append([]dpsclient.DeploymentError{}, detail.Details...)
+			if len(v.Errors) == 0 {
+				v.Errors = []dpsclient.DeploymentError{*detail}
+			}
+		} else {
+			for _, r := range d.plan.Resources {
+				v.Resources = append(v.Resources, r.ID)
+			}
+		}
+		if clientFlags.json {
+			if err := printResult(cmd.OutOrStdout(), v, nil); err != nil {
 				return err
 			}
-			if d.err == nil {
-				_, d.err = deployment.WhatIf(cmd.Context(), d.ctl, d.plan)
-			}
-			v := validation{Valid: d.err == nil}
-			if d.err != nil {
-				detail := deployment.ErrorDetail(d.err)
-				v.Errors = append([]dpsclient.DeploymentError{}, detail.Details...)
-				if len(v.Errors) == 0 {
-					v.Errors = []dpsclient.DeploymentError{*detail}
-				}
-			} else {
-				for _, r := range d.plan.Resources {
-					v.Resources = append(v.Resources, r.ID)
-				}
-			}
-			if clientFlags.json {
-				if err := printResult(cmd.OutOrStdout(), v, nil); err != nil {
-					return err
-				}
-			} else if v.Valid {
-				fmt.Fprintf(cmd.OutOrStdout(), "valid: %d resource(s)\n", len(v.Resources))
-			}
-			if d.err != nil {
-				return validationFailed(d.err)
-			}
-			return nil
-		},
-	}
-	addDeployFlags(cmd, &f)
-	return cmd
+		} else if v.Valid {
+			fmt.Fprintf(cmd.OutOrStdout(), "valid: %d resource(s)\n", len(v.Resources))
+		}
+		if d.err != nil {
+			return validationFailed(d.err)
+		}
+		return nil
+	})
 }
 
 func deployWhatIfCmd(location *string) *cobra.Command {
-	var f deployFlags
-	cmd := &cobra.Command{
-		Use:   "what-if --template-file FILE [--parameters FILE|name=value ...]",
-		Short: "Print the changes a deployment would make, without making them",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := prepare(cmd.Context(), &f, *location)
-			if err != nil {
-				return err
-			}
-			if d.err != nil {
-				return validationFailed(d.err)
-			}
-			changes, err := deployment.WhatIf(cmd.Context(), d.ctl, d.plan)
-			if err != nil {
-				return validationFailed(err)
-			}
-			return printResult(cmd.OutOrStdout(), map[string]any{"changes": changes}, func(w io.Writer) { printChanges(w, changes) })
-		},
-	}
-	addDeployFlags(cmd, &f)
-	return cmd
+	return deployVerbCmd(location, "what-if", "Print the changes a deployment would make, without making them", func(cmd *cobra.Command, d *deployEnv) error {
+		if d.err != nil {
+			return validationFailed(d.err)
+		}
+		changes, err := deployment.WhatIf(cmd.Context(), d.ctl, d.plan)
+		if err != nil {
+			return validationFailed(err)
+		}
+		return printResult(cmd.OutOrStdout(), map[string]any{"changes": changes}, func(w io.Writer) { printChanges(w, changes) })
+	})
 }
 
 var changeSymbol = map[string]string{deployment.ChangeCreate: "+", deployment.ChangeModify: "~", deployment.ChangeNoChange: "="}

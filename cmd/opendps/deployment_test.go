@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -53,7 +54,7 @@ func TestDeploymentCLI(t *testing.T) {
 		t.Errorf("what-if before create:\n%s", out)
 	}
 	out := mustRun(t, g, deploy("create")...)
-	if !strings.Contains(out, "state:                                       Succeeded") && !strings.Contains(out, "Succeeded") ||
+	if !regexp.MustCompile(`(?m)^state:\s+Succeeded$`).MatchString(out) ||
 		!strings.Contains(out, "Microsoft.Devices/provisioningServices cli-deployed: created") || !strings.Contains(out, "output idScope:") {
 		t.Errorf("create:\n%s", out)
 	}
