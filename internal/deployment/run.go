@@ -33,7 +33,7 @@ func (s *step) record(outcome string) dpsclient.DeploymentResourceChange {
 // fails, with the resource's path, on what the deployment would be refused:
 // an immutable property that differs, or a new instance's name taken.
 func WhatIf(ctx context.Context, c *dpsclient.Control, plan *armtemplate.Plan) ([]dpsclient.DeploymentResourceChange, error) {
-	steps, err := preflight(ctx, scoped(c, plan), plan)
+	steps, err := preflight(ctx, scoped(c, plan.Scope), plan)
 	if err != nil {
 		return nil, err
 	}
@@ -44,11 +44,11 @@ func WhatIf(ctx context.Context, c *dpsclient.Control, plan *armtemplate.Plan) (
 	return out, nil
 }
 
-// scoped returns a copy of c addressing the plan's subscription and
-// resource group.
-func scoped(c *dpsclient.Control, plan *armtemplate.Plan) *dpsclient.Control {
+// scoped returns a copy of c addressing the subscription and resource
+// group of scope.
+func scoped(c *dpsclient.Control, scope armtemplate.Scope) *dpsclient.Control {
 	cc := *c
-	cc.Subscription, cc.ResourceGroup = plan.Scope.Subscription, plan.Scope.ResourceGroup
+	cc.Subscription, cc.ResourceGroup = scope.Subscription, scope.ResourceGroup
 	return &cc
 }
 
@@ -193,7 +193,7 @@ type Progress func(change dpsclient.DeploymentResourceChange)
 // one; err is set when the deployment failed (the record says why). A
 // failure in validation or preflight changes no resource.
 func Create(ctx context.Context, c *dpsclient.Control, name string, plan *armtemplate.Plan, progress Progress) (*dpsclient.Deployment, error) {
-	c = scoped(c, plan)
+	c = scoped(c, plan.Scope)
 	d := &dpsclient.Deployment{Location: plan.Scope.Location, Properties: dpsclient.DeploymentProperties{
 		ProvisioningState: dpsclient.DeploymentRunning, Mode: "Incremental", CorrelationID: uuid.NewString(),
 		TemplateHash: plan.TemplateHash, Parameters: Parameters(plan)}}
@@ -216,12 +216,10 @@ func Create(ctx context.Context, c *dpsclient.Control, name string, plan *armtem
 // RecordFailure stores a deployment that failed before it started (the
 // template did not validate): nothing was deployed.
 func RecordFailure(ctx context.Context, c *dpsclient.Control, name string, scope armtemplate.Scope, hash string, cause error) (*dpsclient.Deployment, error) {
-	cc := *c
-	cc.Subscription, cc.ResourceGroup = scope.Subscription, scope.ResourceGroup
 	d := &dpsclient.Deployment{Location: scope.Location, Properties: dpsclient.DeploymentProperties{
 		ProvisioningState: dpsclient.DeploymentFailed, Mode: "Incremental", CorrelationID: uuid.NewString(),
 		TemplateHash: hash, Error: ErrorDetail(cause)}}
-	return cc.PutDeployment(ctx, name, d)
+	return scoped(c, scope).PutDeployment(ctx, name, d)
 }
 
 func run(ctx context.Context, c *dpsclient.Control, plan *armtemplate.Plan, d *dpsclient.Deployment, progress Progress) error {
