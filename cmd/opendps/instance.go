@@ -83,6 +83,9 @@ func printInstance(w io.Writer, s *dpsclient.ProvisioningService) {
 	fmt.Fprintf(tw, "region:\t%s\n", s.Location)
 	fmt.Fprintf(tw, "secondary region:\t%s\n", orNone(p.SecondaryLocation))
 	fmt.Fprintf(tw, "disaster recovery:\t%s\n", p.DisasterRecovery)
+	if p.RegionRole != "" {
+		fmt.Fprintf(tw, "region role:\t%s (in the region answering)\n", p.RegionRole)
+	}
 	fmt.Fprintf(tw, "allocation policy:\t%s\n", p.AllocationPolicy)
 	fmt.Fprintf(tw, "service endpoint:\t%s\n", p.ServiceOperationsHostName)
 	fmt.Fprintf(tw, "device endpoint:\t%s\n", p.DeviceProvisioningHostName)

@@ -66,7 +66,7 @@ func mustRun(t *testing.T, global []string, args ...string) string {
 func TestControlPlaneCLI(t *testing.T) {
 	g := controlFixture(t)
 	out := mustRun(t, g, "instance", "create", "cli-dps", "--region", "brazilsouth", "--data-residency")
-	if !strings.Contains(out, "disaster recovery:  disabled") || !strings.Contains(out, "id scope:") {
+	if !strings.Contains(out, "disaster recovery:  disabled") || !strings.Contains(out, "id scope:") || !strings.Contains(out, "primary (in the region answering)") {
 		t.Errorf("create output:\n%s", out)
 	}
 	if _, err := run(t, g, "instance", "create", "cli-we", "--region", "westeurope", "--data-residency"); err == nil || !strings.Contains(err.Error(), "Brazil South") {
