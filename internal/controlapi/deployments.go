@@ -22,7 +22,7 @@ import (
 // The deployment itself runs in the client (internal/deployment); the
 // server keeps the record and owns its timestamps.
 //
-//	GET    D                 list of the resource group, newest first
+//	GET    D                 list of the resource group, newest first (at most 800)
 //	PUT    D/{name}          create (201) or replace (200) the record
 //	GET    D/{name}
 //	DELETE D/{name}          (204)
@@ -32,11 +32,14 @@ import (
 // (lower case), outside every instance prefix: they are not replicated.
 
 const (
-	deployPrefix       = "/opendps/deploy/"
-	deploymentsPath    = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments"
-	deploymentType     = "Microsoft.Resources/deployments"
-	maxDeploymentsList = 800 // ARM keeps at most 800 deployments per resource group
+	deployPrefix    = "/opendps/deploy/"
+	deploymentsPath = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments"
+	deploymentType  = "Microsoft.Resources/deployments"
 )
+
+// maxDeploymentsList bounds a list to the newest records: ARM keeps at most
+// 800 deployments per resource group. A variable for tests.
+var maxDeploymentsList = 800
 
 // Provisioning states of a deployment record.
 var deploymentStates = []string{"Accepted", "Running", "Succeeded", "Failed", "Canceled"}
@@ -196,9 +199,10 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request, p para
 	if err != nil {
 		return err
 	}
+	// Keys are in name order, so every record is read to find the newest.
 	out := listBody[deploymentRecord]{Value: []deploymentRecord{}}
 	after := ""
-	for len(out.Value) < maxDeploymentsList {
+	for {
 		page, err := h.store.List(r.Context(), key+"/", after, 100)
 		if err != nil {
 			return err
@@ -215,5 +219,8 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request, p para
 		}
 	}
 	slices.SortStableFunc(out.Value, func(a, b deploymentRecord) int { return b.Properties.Timestamp.Compare(a.Properties.Timestamp) })
+	if len(out.Value) > maxDeploymentsList {
+		out.Value = out.Value[:maxDeploymentsList]
+	}
 	return apierr.JSON(w, http.StatusOK, out)
 }

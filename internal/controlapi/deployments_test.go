@@ -90,6 +90,28 @@ func TestDeploymentRecords(t *testing.T) {
 	wantAPIStatus(t, err, http.StatusNotFound)
 }
 
+// TestDeploymentListNewest: a list longer than the bound keeps the newest
+// records, whatever their names (keys are in name order).
+func TestDeploymentListNewest(t *testing.T) {
+	old := maxDeploymentsList
+	maxDeploymentsList = 2
+	t.Cleanup(func() { maxDeploymentsList = old })
+	ctx := context.Background()
+	e := newDeployEnv(t)
+	c := *e.ctl
+	c.ResourceGroup = "newest-rg"
+	for _, name := range []string{"c", "b", "a"} { // the newest sorts first
+		if _, err := c.PutDeployment(ctx, name, &dpsclient.Deployment{Properties: dpsclient.DeploymentProperties{ProvisioningState: "Succeeded"}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	list, err := c.ListDeployments(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "a" || list[1].Name != "b" {
+		t.Fatalf("list: %+v %v, want a then b", list, err)
+	}
+}
+
 func TestDeploymentRecordsNeedAStore(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.ctl.ListDeployments(context.Background())
