@@ -2,6 +2,7 @@ package deployment
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/opendps/opendps/internal/armtemplate"
@@ -53,7 +54,7 @@ func TestInstanceDelta(t *testing.T) {
 		for _, p := range d {
 			paths = append(paths, p.Path)
 		}
-		if len(paths) != len(tc.paths) || (len(paths) > 0 && (paths[0] != tc.paths[0] || paths[len(paths)-1] != tc.paths[len(tc.paths)-1])) {
+		if !slices.Equal(paths, tc.paths) {
 			t.Errorf("%s: changes %v, want %v (%+v)", tc.name, paths, tc.paths, d)
 		}
 	}
@@ -73,5 +74,27 @@ func TestInstanceDeltaImmutable(t *testing.T) {
 	}
 	if d, err := instanceDelta(instanceRes(&armtemplate.InstanceProps{IotHubs: []armtemplate.Hub{}}, nil), nil); err != nil || len(d) != 2 {
 		t.Errorf("create: %+v %v, want location and hubs", d, err)
+	}
+}
+
+// TestCertificateDelta: a certificate is compared by the thumbprint the
+// control API shows and isVerified.
+func TestCertificateDelta(t *testing.T) {
+	r := &armtemplate.Resource{Path: "resources[1]", Type: armtemplate.TypeCertificate, Name: "dps1/ca",
+		Certificate: &armtemplate.CertificateProps{Thumbprint: "AB12", IsVerified: true}}
+	cur := &dpsclient.Certificate{Properties: dpsclient.CertificateProperties{Thumbprint: "AB12", IsVerified: true}}
+	if d := certificateDelta(r, cur); d != nil {
+		t.Errorf("same certificate: %+v, want no change", d)
+	}
+	cur.Properties.IsVerified = false
+	if d := certificateDelta(r, cur); len(d) != 1 {
+		t.Errorf("isVerified differs: %+v, want one change", d)
+	}
+	cur.Properties.IsVerified, cur.Properties.Thumbprint = true, "CD34"
+	if d := certificateDelta(r, cur); len(d) != 1 || d[0].Before.(certView).Thumbprint != "CD34" || d[0].After.(certView).Thumbprint != "AB12" {
+		t.Errorf("another certificate: %+v", d)
+	}
+	if d := certificateDelta(r, nil); len(d) != 1 || d[0].Before != nil {
+		t.Errorf("new certificate: %+v", d)
 	}
 }
