@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -560,7 +561,8 @@ func TestDeriveDeviceKey(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `<code id="derived-key">`+want+`</code>`) {
 		t.Errorf("derived key: %d, want %s\n%s", code, want, body)
 	}
-	if _, body, _ := b.get("/instances/contoso/groups/symg?deriveFor=" + url.QueryEscape("bad id!")); strings.Contains(body, "derived-key") {
-		t.Errorf("a key was derived for an invalid registration id")
+	if _, body, _ := b.get("/instances/contoso/groups/symg?deriveFor=" + url.QueryEscape("bad id!")); strings.Contains(body, "derived-key") ||
+		!regexp.MustCompile(`<p class="error">(?i:registrationId)[^<]*</p>`).MatchString(body) {
+		t.Errorf("an invalid registration id: a key was derived, or the error is not said:\n%s", body)
 	}
 }
