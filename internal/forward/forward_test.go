@@ -344,15 +344,15 @@ func TestPeerEndpointsRequireARegion(t *testing.T) {
 	mux := http.NewServeMux()
 	a.dev.Mount(mux)
 	a.svc.Mount(mux)
-	for _, path := range []string{"/opendps/peer/locate/x", "/opendps/peer/device/register", "/opendps/peer/service/enrollments/x"} {
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/opendps/peer/locate/x"},
+		{"POST", "/opendps/peer/device/register"},
+		{"POST", "/opendps/peer/service/enrollments/x"},
+	} {
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest("POST", path, strings.NewReader("{}")))
-		if path == "/opendps/peer/locate/x" {
-			rec = httptest.NewRecorder()
-			mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		}
+		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader("{}")))
 		if rec.Code != http.StatusForbidden {
-			t.Errorf("%s without a region certificate: %d, want 403", path, rec.Code)
+			t.Errorf("%s %s without a region certificate: %d, want 403", tc.method, tc.path, rec.Code)
 		}
 	}
 }
