@@ -32,23 +32,17 @@ func (b *browser) tab(base string) *browser {
 }
 
 // evalString evaluates a JavaScript expression of the page.
-func (b *browser) evalString(expr string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-	if err != nil {
-		b.t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
-}
+func (b *browser) evalString(expr string) string { return evaluate[string](b, expr) }
 
 // bool evaluates a JavaScript expression of the page.
-func (b *browser) bool(expr string) bool {
+func (b *browser) bool(expr string) bool { return evaluate[bool](b, expr) }
+
+// evaluate evaluates a JavaScript expression of the page to a T.
+func evaluate[T any](b *browser, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
 		b.t.Fatalf("evaluate %s: %v", expr, err)
 	}
