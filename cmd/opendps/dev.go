@@ -78,10 +78,10 @@ failure: nothing restarts them; start them again with the printed commands.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.DataDir, "data-dir", ".opendps-dev", "directory holding the whole deployment")
-	f.StringVar(&regions, "regions", "westeurope:northeurope,brazilsouth:southcentralus", "regions to run: paired regions joined by ':', groups by ',', or a count 1-4")
+	f.StringVar(&regions, "regions", devenv.FormatRegions(devenv.DefaultRegions), "regions to run: paired regions joined by ':', groups by ',', or a count 1-4")
 	f.StringVar(&opts.Region, "region", devenv.DefaultRegion, "region of a single-region deployment (--regions 1)")
 	f.StringVar(&opts.LogLevel, "log-level", "warn", "log level of the nodes")
-	f.IntVar(&opts.Zones, "zones", 0, "number of nodes of every region, one per availability zone (default 3; an existing DATA-DIR keeps its own)")
+	f.IntVar(&opts.Zones, "zones", 0, fmt.Sprintf("number of nodes of every region, one per availability zone (default %d; an existing DATA-DIR keeps its own)", devenv.DefaultZones))
 	f.BoolVar(&opts.MultiProcess, "multi-process", false, "run every node (and the front door) as its own child process")
 	return cmd
 }

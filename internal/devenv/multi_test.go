@@ -247,3 +247,16 @@ func TestParseRegions(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatRegions: --regions' default (FormatRegions of DefaultRegions)
+// parses back to DefaultRegions.
+func TestFormatRegions(t *testing.T) {
+	s := FormatRegions(DefaultRegions)
+	if s != "westeurope:northeurope,brazilsouth:southcentralus" {
+		t.Errorf("FormatRegions = %q", s)
+	}
+	got, err := ParseRegions(s)
+	if err != nil || !slices.EqualFunc(got, DefaultRegions, slices.Equal) {
+		t.Errorf("ParseRegions(FormatRegions(DefaultRegions)) = %v, %v", got, err)
+	}
+}

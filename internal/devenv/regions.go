@@ -52,6 +52,16 @@ separated by commas, the regions of a group by colons
 first N of those four (1: one region, westeurope or --region, as before
 disaster recovery)`
 
+// FormatRegions writes groups in the --regions syntax (ParseRegions'
+// inverse).
+func FormatRegions(groups []RegionGroup) string {
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = strings.Join(g, ":")
+	}
+	return strings.Join(parts, ",")
+}
+
 // ParseRegions parses the --regions syntax (RegionsSyntax). "" gives
 // DefaultRegions.
 func ParseRegions(s string) ([]RegionGroup, error) {
