@@ -26,13 +26,14 @@ type example struct {
 	residency     bool
 	drState       string // properties.disasterRecovery
 	certificates  []string
+	hubWeights    [2]int // allocationWeight of the simulator's hubs 1 and 2
 	wantResources int
 }
 
 var examples = []example{
-	{file: "dps-dr-westeurope", location: "westeurope", drState: "enabled", wantResources: 1},
+	{file: "dps-dr-westeurope", location: "westeurope", drState: "enabled", hubWeights: [2]int{1, 2}, wantResources: 1},
 	{file: "dps-residency-brazilsouth", location: "brazilsouth", residency: true, drState: "disabled",
-		certificates: []string{"devices-ca"}, wantResources: 2},
+		certificates: []string{"devices-ca"}, hubWeights: [2]int{1, 1}, wantResources: 2},
 }
 
 // deployedInstance is what test/node/deploy.test.js checks.
@@ -184,7 +185,7 @@ func deployExample(t *testing.T, e *deployment, ctl *dpsclient.Control, cat armt
 		t.Errorf("instance %s: location %s, enableDataResidency %t, disasterRecovery %s; want %s, %t, %s",
 			name, in.Location, p.EnableDataResidency, p.DisasterRecovery, ex.location, ex.residency, ex.drState)
 	}
-	checkHubs(t, e, in)
+	checkHubs(t, e, in, ex.hubWeights)
 	checkOutputs(t, rec, in)
 	for _, c := range ex.certificates {
 		cert, err := ctl.GetCertificate(ctx, name, c)
@@ -229,15 +230,17 @@ func checkChanges(t *testing.T, what string, changes []dpsclient.DeploymentResou
 
 // checkHubs: both simulated hubs are linked, with the weight the template
 // gives (the DR example weighs hub 2 by 2).
-func checkHubs(t *testing.T, e *deployment, in *dpsclient.ProvisioningService) {
+func checkHubs(t *testing.T, e *deployment, in *dpsclient.ProvisioningService, weights [2]int) {
 	t.Helper()
 	got := map[string]dpsclient.IotHub{}
 	for _, h := range in.Properties.IotHubs {
 		got[strings.ToLower(h.Name)] = h
 	}
-	for _, h := range e.conn.Hubs[:2] {
-		if _, ok := got[strings.ToLower(h.HostName)]; !ok {
+	for i, h := range e.conn.Hubs[:2] {
+		if l, ok := got[strings.ToLower(h.HostName)]; !ok {
 			t.Errorf("instance %s: hub %s not linked (linked: %v)", in.Name, h.HostName, in.Properties.IotHubs)
+		} else if l.AllocationWeight != weights[i] {
+			t.Errorf("instance %s: hub %s has allocationWeight %d, want %d", in.Name, h.HostName, l.AllocationWeight, weights[i])
 		}
 	}
 	if len(got) != 2 {
