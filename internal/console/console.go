@@ -81,11 +81,13 @@ type Enrollments interface {
 	ListEnrollments(ctx context.Context, instance, after string, limit int) ([]*model.IndividualEnrollment, string, error)
 	GetEnrollment(ctx context.Context, instance, regID string) (*model.IndividualEnrollment, error)
 	PutEnrollment(ctx context.Context, instance string, e *model.IndividualEnrollment, ifMatch string) (*model.IndividualEnrollment, error)
+	CreateEnrollment(ctx context.Context, instance string, e *model.IndividualEnrollment) (*model.IndividualEnrollment, error)
 	DeleteEnrollment(ctx context.Context, instance, regID, ifMatch string) error
 	ListGroups(ctx context.Context, instance, after string, limit int) ([]*model.EnrollmentGroup, string, error)
 	ListGroupRegistrations(ctx context.Context, instance, groupID, after string, limit int) ([]*model.Registration, string, error)
 	GetGroup(ctx context.Context, instance, groupID string) (*model.EnrollmentGroup, error)
 	PutGroup(ctx context.Context, instance string, g *model.EnrollmentGroup, ifMatch string) (*model.EnrollmentGroup, error)
+	CreateGroup(ctx context.Context, instance string, g *model.EnrollmentGroup) (*model.EnrollmentGroup, error)
 	DeleteGroup(ctx context.Context, instance, groupID, ifMatch string) error
 	GetRegistration(ctx context.Context, instance, regID string) (*model.Registration, error)
 	DeleteRegistration(ctx context.Context, instance, regID, ifMatch string) error

@@ -308,6 +308,20 @@ func (f *fakeEnrollments) PutEnrollment(ctx context.Context, inst string, e *mod
 	return e, nil
 }
 
+func (f *fakeEnrollments) CreateEnrollment(ctx context.Context, inst string, e *model.IndividualEnrollment) (*model.IndividualEnrollment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(inst); err != nil {
+		return nil, err
+	}
+	f.calls = append(f.calls, "CreateEnrollment "+inst+" "+e.RegistrationID)
+	if _, ok := f.enr[inst+"/"+e.RegistrationID]; ok {
+		return nil, enrollment.ErrExists
+	}
+	f.enr[inst+"/"+e.RegistrationID] = e
+	return e, nil
+}
+
 func (f *fakeEnrollments) DeleteEnrollment(ctx context.Context, inst, id, ifMatch string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -353,6 +367,20 @@ func (f *fakeEnrollments) PutGroup(ctx context.Context, inst string, g *model.En
 	f.grp[inst+"/"+g.EnrollmentGroupID] = g
 	return g, nil
 }
+func (f *fakeEnrollments) CreateGroup(ctx context.Context, inst string, g *model.EnrollmentGroup) (*model.EnrollmentGroup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(inst); err != nil {
+		return nil, err
+	}
+	f.calls = append(f.calls, "CreateGroup "+inst+" "+g.EnrollmentGroupID)
+	if _, ok := f.grp[inst+"/"+g.EnrollmentGroupID]; ok {
+		return nil, enrollment.ErrExists
+	}
+	f.grp[inst+"/"+g.EnrollmentGroupID] = g
+	return g, nil
+}
+
 func (f *fakeEnrollments) DeleteGroup(ctx context.Context, inst, id, ifMatch string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

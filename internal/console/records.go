@@ -100,26 +100,11 @@ func (c *Console) createEnrollment(w http.ResponseWriter, r *http.Request, p *pr
 		if err != nil {
 			return "", err
 		}
-		if err := c.absent(c.cfg.Enrollments.GetEnrollment(ctx, inst, id)); err != nil {
-			return "", err
-		}
 		e := &model.IndividualEnrollment{RegistrationID: id, DeviceID: strings.TrimSpace(r.PostFormValue("deviceId")),
 			EnrollmentCommon: common}
-		_, err = c.cfg.Enrollments.PutEnrollment(ctx, inst, e, "")
+		_, err = c.cfg.Enrollments.CreateEnrollment(ctx, inst, e)
 		return "Enrollment " + id + " created.", err
 	})
-}
-
-// absent turns the answer of a Get into nil when the record does not
-// exist, and into an error when it does: create never overwrites.
-func (c *Console) absent(rec any, err error) error {
-	switch {
-	case errors.Is(err, enrollment.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	}
-	return &pageError{Status: http.StatusConflict, Msg: "A record with that id exists already."}
 }
 
 func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -128,11 +113,8 @@ func (c *Console) createGroup(w http.ResponseWriter, r *http.Request, p *princip
 		if err != nil {
 			return "", err
 		}
-		if err := c.absent(c.cfg.Enrollments.GetGroup(ctx, inst, id)); err != nil {
-			return "", err
-		}
 		g := &model.EnrollmentGroup{EnrollmentGroupID: id, EnrollmentCommon: common}
-		_, err = c.cfg.Enrollments.PutGroup(ctx, inst, g, "")
+		_, err = c.cfg.Enrollments.CreateGroup(ctx, inst, g)
 		return "Enrollment group " + id + " created.", err
 	})
 }

@@ -164,6 +164,8 @@ func userError(err error) (int, string) {
 		return http.StatusBadRequest, capitalize(ie.Message)
 	case errors.Is(err, enrollment.ErrNotFound), errors.Is(err, enrollment.ErrInstanceNotFound):
 		return http.StatusNotFound, capitalize(strings.TrimPrefix(err.Error(), "enrollment: ")) + "."
+	case errors.Is(err, enrollment.ErrExists):
+		return http.StatusConflict, "A record with that id exists already."
 	case errors.Is(err, enrollment.ErrPrecondition):
 		return http.StatusPreconditionFailed, "The record changed meanwhile: reload and try again."
 	case errors.Is(err, store.ErrFenced):

@@ -32,6 +32,22 @@ func (s *Service) PutEnrollment(ctx context.Context, instance string, e *model.I
 	return out, nil
 }
 
+// CreateEnrollment is PutEnrollment that never replaces: ErrExists when
+// the enrollment exists, decided in the write's own transaction (two
+// concurrent creates of one id: one wins, the other gets ErrExists).
+func (s *Service) CreateEnrollment(ctx context.Context, instance string, e *model.IndividualEnrollment) (*model.IndividualEnrollment, error) {
+	var out *model.IndividualEnrollment
+	err := s.update(ctx, instance, func(tx *store.Tx) error {
+		var err error
+		out, err = putTx(s, tx, instance, kindEnrollment, e, putCond{create: true})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeleteEnrollment removes the individual enrollment regID, honouring
 // ifMatch like PutEnrollment; ErrNotFound when there is none. The device's
 // registration record, if any, is kept (delete it with DeleteRegistration).
@@ -65,6 +81,20 @@ func (s *Service) PutGroup(ctx context.Context, instance string, g *model.Enroll
 	err := s.update(ctx, instance, func(tx *store.Tx) error {
 		var err error
 		out, err = putTx(s, tx, instance, kindGroup, g, putCond{ifMatch: ifMatch})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CreateGroup is PutGroup that never replaces, like CreateEnrollment.
+func (s *Service) CreateGroup(ctx context.Context, instance string, g *model.EnrollmentGroup) (*model.EnrollmentGroup, error) {
+	var out *model.EnrollmentGroup
+	err := s.update(ctx, instance, func(tx *store.Tx) error {
+		var err error
+		out, err = putTx(s, tx, instance, kindGroup, g, putCond{create: true})
 		return err
 	})
 	if err != nil {
