@@ -2,6 +2,8 @@ package enrollment
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/opendps/opendps/internal/model"
@@ -146,14 +148,24 @@ func (s *Service) ListGroupRegistrations(ctx context.Context, instance, groupID,
 	if err != nil {
 		return nil, "", err
 	}
+	recKeys := make([]string, len(keys))
+	for i, k := range keys {
+		recKeys[i] = store.Key(instance, store.KindRegistration, strings.TrimPrefix(k, prefix))
+	}
+	vals, err := s.st.GetManyFenced(ctx, instance, recKeys) // one round trip per page
+	if err != nil {
+		return nil, "", err
+	}
 	page = make([]*model.Registration, 0, len(keys))
-	for _, k := range keys {
-		var r model.Registration
-		ok, err := s.st.GetFenced(ctx, instance, store.Key(instance, store.KindRegistration, strings.TrimPrefix(k, prefix)), &r)
-		if err != nil {
-			return nil, "", err
+	for _, b := range vals {
+		if b == nil {
+			continue // a stale index entry
 		}
-		if ok && strings.EqualFold(r.EnrollmentGroupID, groupID) {
+		var r model.Registration
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, "", fmt.Errorf("enrollment: stored registration record: %w", err)
+		}
+		if strings.EqualFold(r.EnrollmentGroupID, groupID) {
 			page = append(page, &r)
 		}
 	}

@@ -57,3 +57,32 @@ func TestReadsAreFenced(t *testing.T) {
 		t.Errorf("Get of the copy = %v, %v", ok, err)
 	}
 }
+
+// TestGetManyFenced: several keys in one fenced read, in order, nil for a
+// missing one; refused once fenced.
+func TestGetManyFenced(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	newInstance(t, s, "m", "0ne0000000M")
+	a, b := Key("m", KindRegistration, "a"), Key("m", KindRegistration, "b")
+	if err := s.Update(ctx, "m", func(tx *Tx) error {
+		if err := tx.Put(a, 1); err != nil {
+			return err
+		}
+		return tx.Put(b, 2)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := s.GetManyFenced(ctx, "m", []string{b, Key("m", KindRegistration, "none"), a})
+	if err != nil || len(vals) != 3 || string(vals[0]) != "2" || vals[1] != nil || string(vals[2]) != "1" {
+		t.Fatalf("GetManyFenced = %q, %v; want [2 nil 1]", vals, err)
+	}
+	fenced := `{"name":"m","idScope":"0ne0000000M","primary":"westeurope","epoch":1,"role":"fenced"}`
+	if _, err := s.cli.Put(ctx, DirKey("m"), fenced); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManyFenced(ctx, "m", []string{a}); !errors.Is(err, ErrFenced) {
+		t.Errorf("GetManyFenced when fenced: err = %v, want ErrFenced", err)
+	}
+}
