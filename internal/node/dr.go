@@ -70,7 +70,7 @@ func (n *Node) setupPeer() error {
 
 // mountPeer adds the handlers of the peer listener. Every request on it
 // carries a verified region certificate (peer.RegionOf).
-func (n *Node) mountPeer(mux *http.ServeMux) {
+func (n *Node) mountPeer(mux *http.ServeMux) error {
 	mux.HandleFunc("GET "+peer.PathPrefix+"hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "{\"region\":%q,\"caller\":%q}\n", n.cfg.Region, peer.RegionOf(r))
 	})
@@ -81,20 +81,21 @@ func (n *Node) mountPeer(mux *http.ServeMux) {
 	if n.failover != nil {
 		mux.Handle("POST "+dr.PathPeerFence, n.failover.FenceHandler(peer.RegionOf))
 	}
-	n.startReplication(mux)
+	return n.startReplication(mux)
 }
 
 // startReplication mounts the replication sink (repl/{instance}/hello and
 // apply), closes writes of DR-enabled primary instances until the start
 // gate opens, and starts this node's candidate for the region's
-// replicator (internal/replicate). Only with a peer link.
-func (n *Node) startReplication(mux *http.ServeMux) {
+// replicator (internal/replicate). Only with a peer link. A node that
+// cannot replicate does not start: running with DR silently off would
+// break the promise of every DR-enabled instance.
+func (n *Node) startReplication(mux *http.ServeMux) error {
 	log := n.log.With("component", "replicate")
 	sink, err := replicate.NewSink(replicate.SinkConfig{Store: n.store, Region: n.cfg.Region,
 		Demoter: nodeDemoter{n}, Log: log})
 	if err != nil {
-		log.Error("replication sink not started", "err", err)
-		return
+		return fmt.Errorf("node: replication sink: %w", err)
 	}
 	sink.Mount(mux)
 	gate := replicate.NewStartGate(n.store, time.Now(), n.cfg.DRStartGrace)
@@ -102,11 +103,11 @@ func (n *Node) startReplication(mux *http.ServeMux) {
 	src, err := replicate.NewSource(replicate.Config{Store: n.store, Peer: n.peerClient, Demoter: nodeDemoter{n},
 		Name: n.cfg.Name, Log: log})
 	if err != nil {
-		log.Error("replicator not started", "err", err)
-		return
+		return fmt.Errorf("node: replicator: %w", err)
 	}
 	n.repl = src
 	src.Start()
+	return nil
 }
 
 // nodeDemoter demotes through the failover manager (internal/dr), looked

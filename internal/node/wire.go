@@ -98,7 +98,9 @@ func (n *Node) handlers() (map[string]http.Handler, error) {
 		ListenerConsole: n.console,
 	}
 	if n.peerMux != nil {
-		n.mountPeer(n.peerMux)
+		if err := n.mountPeer(n.peerMux); err != nil {
+			return nil, err
+		}
 		n.peerMux.Handle("/", notFound)
 		hs[ListenerPeer] = n.peerMux
 	}
