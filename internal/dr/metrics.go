@@ -1,10 +1,10 @@
 package dr
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/opendps/opendps/internal/model"
+	"github.com/opendps/opendps/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,17 +22,10 @@ var (
 
 func failoverCounter() *prometheus.CounterVec {
 	failoversOnce.Do(func() {
-		c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		failovers = promreg.MustReuse(prometheus.DefaultRegisterer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricFailovers,
 			Help: "Instance failovers run in this region, by kind (planned, unplanned) and outcome (promoted, refused, skipped, error).",
-		}, []string{"kind", "outcome"})
-		if err := prometheus.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				c = are.ExistingCollector.(*prometheus.CounterVec)
-			}
-		}
-		failovers = c
+		}, []string{"kind", "outcome"}))
 	})
 	return failovers
 }

@@ -14,9 +14,9 @@
 package obs
 
 import (
-	"errors"
 	"sync"
 
+	"github.com/opendps/opendps/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,28 +56,28 @@ func metrics() *collectors {
 	once.Do(func() {
 		reg := prometheus.DefaultRegisterer
 		all = &collectors{
-			registrations: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			registrations: promreg.MustReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: MetricRegistrations,
 				Help: "Device registrations by the outcome told to the device (assigned, failed, disabled, unauthorized, not_found, throttled, bad_request, error), device protocol (https, mqtt, mqtt-ws) and attestation (symmetricKey, x509, none).",
 			}, []string{"result", "protocol", "attestation"})),
-			deviceRequests: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			deviceRequests: promreg.MustReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: MetricDeviceRequests,
 				Help: "Device API requests by protocol, operation (register, operation_status, registration_status, authenticate) and HTTP status code of the answer.",
 			}, []string{"protocol", "operation", "code"})),
-			deviceLatency: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			deviceLatency: promreg.MustReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    MetricDeviceLatency,
 				Help:    "Time the provisioning engine took to answer a device request, by protocol and operation.",
 				Buckets: latencyBuckets,
 			}, []string{"protocol", "operation"})),
-			throttled: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			throttled: promreg.MustReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: MetricThrottled,
 				Help: "Requests answered 429 (throttled), by API (device, service, control), protocol and operation.",
 			}, []string{"api", "protocol", "operation"})),
-			httpRequests: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			httpRequests: promreg.MustReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: MetricHTTPRequests,
 				Help: "HTTP requests of the service and control listeners, by listener, method and status code.",
 			}, []string{"listener", "method", "code"})),
-			httpLatency: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			httpLatency: promreg.MustReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    MetricHTTPLatency,
 				Help:    "Latency of HTTP requests of the service and control listeners, by listener and method.",
 				Buckets: latencyBuckets,
@@ -85,19 +85,6 @@ func metrics() *collectors {
 		}
 	})
 	return all
-}
-
-// registerOrReuse registers c, or returns the identical collector already
-// registered.
-func registerOrReuse[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if err != nil && errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing
-		}
-	}
-	return c
 }
 
 // method bounds the method label to the methods the APIs serve.

@@ -1,9 +1,9 @@
 package replicate
 
 import (
-	"errors"
 	"sync"
 
+	"github.com/opendps/opendps/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,33 +27,20 @@ func defaultMetrics() *metrics {
 	metricsOnce.Do(func() {
 		reg := prometheus.DefaultRegisterer
 		theMetrics = &metrics{
-			lag: registerOrReuse(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			lag: promreg.MustReuse(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "opendps_replication_lag_seconds",
 				Help: "Age of the oldest change of the instance not yet acknowledged by the destination region (0 when caught up).",
 			}, []string{"instance", "destination"})),
-			batchLag: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			batchLag: promreg.MustReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    "opendps_replication_batch_lag_seconds",
 				Help:    "Time from a batch's oldest change at the source to the destination's acknowledgement.",
 				Buckets: batchLagBuckets,
 			}, []string{"source", "destination"})),
-			applied: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			applied: promreg.MustReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "opendps_replication_applied_total",
 				Help: "Replicated changes (key puts and deletions) applied in this region, by source region.",
 			}, []string{"source"})),
 		}
 	})
 	return theMetrics
-}
-
-// registerOrReuse registers c, or returns the identical collector already
-// registered.
-func registerOrReuse[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if err != nil && errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing
-		}
-	}
-	return c
 }

@@ -1,10 +1,10 @@
 package httpfront
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
+	"github.com/opendps/opendps/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,14 +24,14 @@ type metrics struct {
 // newMetrics registers the collectors on reg, reusing ones another
 // handler already registered there.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	requests, err := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	requests, err := promreg.Reuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metricRequests,
 		Help: "Device API requests over HTTPS, by route and HTTP status code.",
 	}, []string{"route", "code"}))
 	if err != nil {
 		return nil, err
 	}
-	latency, err := registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	latency, err := promreg.Reuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    metricLatency,
 		Help:    "Latency of device API requests over HTTPS, by route.",
 		Buckets: prometheus.DefBuckets,
@@ -40,22 +40,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	return &metrics{requests: requests, latency: latency}, nil
-}
-
-// registerOrReuse registers c, or returns the identical collector already
-// registered (two handlers in one process).
-func registerOrReuse[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 func (m *metrics) observe(k routeKind, code int, d time.Duration) {
