@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,14 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/opendps/opendps/pkg/dpsclient"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Metric names of internal/replicate (docs/dr-design.md, "Lag").
@@ -238,90 +239,44 @@ type scrape struct {
 // target's batch-lag histogram and lag gauge.
 func parseMetrics(r io.Reader, t *lagTarget) (scrape, error) {
 	var s scrape
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "opendps_replication_") {
-			continue
-		}
-		name, labels, value, err := parseSample(line)
-		if err != nil {
-			return s, err
-		}
-		switch name {
-		case metricBatchLag + "_bucket":
-			if labels["source"] != t.source || labels["destination"] != t.destination {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return s, fmt.Errorf("metrics: %w", err)
+	}
+	if mf := mfs[metricBatchLag]; mf != nil {
+		for _, m := range mf.Metric {
+			h := m.GetHistogram()
+			if h == nil || labelOf(m, "source") != t.source || labelOf(m, "destination") != t.destination {
 				continue
 			}
-			le, err := strconv.ParseFloat(labels["le"], 64)
-			if err != nil {
-				return s, fmt.Errorf("bucket bound %q: %w", labels["le"], err)
-			}
 			s.found = true
-			s.hist.les = append(s.hist.les, le)
-			s.hist.counts = append(s.hist.counts, value)
-		case metricBatchLag + "_sum":
-			if labels["source"] == t.source && labels["destination"] == t.destination {
-				s.hist.sum = value
+			for _, b := range h.Bucket {
+				s.hist.les = append(s.hist.les, b.GetUpperBound())
+				s.hist.counts = append(s.hist.counts, float64(b.GetCumulativeCount()))
 			}
-		case metricLag:
-			if labels["instance"] == t.instance && labels["destination"] == t.destination {
-				s.gauge = max(s.gauge, value)
+			s.hist.sum = h.GetSampleSum()
+		}
+	}
+	if mf := mfs[metricLag]; mf != nil {
+		for _, m := range mf.Metric {
+			if labelOf(m, "instance") == t.instance && labelOf(m, "destination") == t.destination {
+				s.gauge = max(s.gauge, m.GetGauge().GetValue())
 			}
 		}
 	}
 	s.hist.sortBuckets()
-	return s, sc.Err()
+	return s, nil
 }
 
-// parseSample splits one sample line: name{l="v",...} value [timestamp].
-func parseSample(line string) (name string, labels map[string]string, value float64, err error) {
-	labels = map[string]string{}
-	i := strings.IndexAny(line, "{ ")
-	if i < 0 {
-		return "", nil, 0, fmt.Errorf("metrics: bad line %q", line)
-	}
-	name, rest := line[:i], line[i:]
-	if rest[0] == '{' {
-		rest = rest[1:]
-		for {
-			rest = strings.TrimLeft(rest, ", ")
-			if strings.HasPrefix(rest, "}") {
-				rest = rest[1:]
-				break
-			}
-			eq := strings.Index(rest, `="`)
-			if eq < 0 {
-				return "", nil, 0, fmt.Errorf("metrics: bad labels in %q", line)
-			}
-			key := rest[:eq]
-			rest = rest[eq+2:]
-			var b strings.Builder
-			j := 0
-			for ; j < len(rest) && rest[j] != '"'; j++ {
-				if rest[j] == '\\' && j+1 < len(rest) {
-					j++
-					if rest[j] == 'n' {
-						b.WriteByte('\n')
-						continue
-					}
-				}
-				b.WriteByte(rest[j])
-			}
-			if j >= len(rest) {
-				return "", nil, 0, fmt.Errorf("metrics: unterminated label in %q", line)
-			}
-			labels[key] = b.String()
-			rest = rest[j+1:]
+// labelOf returns the value of label name of m, "" when absent.
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
 		}
 	}
-	f := strings.Fields(rest)
-	if len(f) == 0 {
-		return "", nil, 0, fmt.Errorf("metrics: no value in %q", line)
-	}
-	value, err = strconv.ParseFloat(f[0], 64)
-	return name, labels, value, err
+	return ""
 }
 
 // lagProbe measures the replication lag of one run.

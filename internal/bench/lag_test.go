@@ -23,6 +23,7 @@ opendps_replication_batch_lag_seconds_bucket{destination="northeurope",source="w
 opendps_replication_batch_lag_seconds_sum{destination="northeurope",source="westeurope"} 2.5
 opendps_replication_batch_lag_seconds_count{destination="northeurope",source="westeurope"} 8
 opendps_replication_batch_lag_seconds_bucket{destination="southcentralus",source="brazilsouth",le="0.01"} 100
+# TYPE opendps_replication_lag_seconds gauge
 opendps_replication_lag_seconds{destination="northeurope",instance="dps1"} 0.042
 opendps_replication_lag_seconds{destination="northeurope",instance="other"} 9
 opendps_replication_lag_seconds{destination="north\"europe",instance="dps1"} 7
@@ -110,10 +111,12 @@ func TestLagProbe(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
+		fmt.Fprintln(w, "# TYPE opendps_replication_batch_lag_seconds histogram")
 		for i, le := range []string{"0.01", "0.1", "+Inf"} {
 			fmt.Fprintf(w, "opendps_replication_batch_lag_seconds_bucket{destination=\"ne\",source=\"we\",le=%q} %v\n", le, counts[i])
 		}
 		fmt.Fprintf(w, "opendps_replication_batch_lag_seconds_sum{destination=\"ne\",source=\"we\"} 1\n")
+		fmt.Fprintln(w, "# TYPE opendps_replication_lag_seconds gauge")
 		fmt.Fprintf(w, "opendps_replication_lag_seconds{destination=\"ne\",instance=\"i\"} %v\n", gauge)
 	}))
 	defer srv.Close()
