@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/opendps/opendps/internal/apierr"
-	"github.com/opendps/opendps/internal/store"
 )
 
 // Deployment records (docs/deployments.md): an ARM-shaped
@@ -183,11 +182,11 @@ func (h *Handler) deleteDeployment(w http.ResponseWriter, r *http.Request, p par
 	if err != nil {
 		return err
 	}
-	resp, err := h.store.Client().Delete(r.Context(), key)
+	deleted, err := h.store.Delete(r.Context(), key)
 	if err != nil {
-		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return err
 	}
-	if resp.Deleted == 0 {
+	if !deleted {
 		return notFound("Deployment %q not found in resource group %s of subscription %s.", p["name"], p["rg"], p["sub"])
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -142,23 +142,15 @@ func (c *snapshots) load(ctx context.Context, name string) (*snapshot, error) {
 	return s, err
 }
 
+// listAll decodes every record under prefix with fn (store.Each), naming
+// the prefix in a decoding error.
 func listAll(ctx context.Context, st *store.Store, prefix string, fn func([]byte) error) error {
-	after := ""
-	for {
-		p, err := st.List(ctx, prefix, after, 500)
-		if err != nil {
-			return err
+	return st.Each(ctx, prefix, func(b []byte) error {
+		if err := fn(b); err != nil {
+			return fmt.Errorf("engine: decoding %s: %w", prefix, err)
 		}
-		for _, v := range p.Values {
-			if err := fn(v); err != nil {
-				return fmt.Errorf("engine: decoding %s: %w", prefix, err)
-			}
-		}
-		if p.Next == "" {
-			return nil
-		}
-		after = p.Next
-	}
+		return nil
+	})
 }
 
 // watch drops cached entries whose keys change, until ctx ends.

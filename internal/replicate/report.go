@@ -14,7 +14,7 @@ import (
 // (model.ReplState), each in instance order.
 func Report(ctx context.Context, st *store.Store) ([]model.ReplStatus, []model.ReplState, error) {
 	streams := []model.ReplStatus{}
-	if err := listJSON(ctx, st, store.ReplStatusPrefix(), func(b []byte) error {
+	if err := st.Each(ctx, store.ReplStatusPrefix(), func(b []byte) error {
 		var v model.ReplStatus
 		err := json.Unmarshal(b, &v)
 		streams = append(streams, v)
@@ -23,7 +23,7 @@ func Report(ctx context.Context, st *store.Store) ([]model.ReplStatus, []model.R
 		return nil, nil, err
 	}
 	incoming := []model.ReplState{}
-	if err := listJSON(ctx, st, store.ReplStatePrefix(), func(b []byte) error {
+	if err := st.Each(ctx, store.ReplStatePrefix(), func(b []byte) error {
 		var v model.ReplState
 		err := json.Unmarshal(b, &v)
 		incoming = append(incoming, v)
@@ -32,23 +32,4 @@ func Report(ctx context.Context, st *store.Store) ([]model.ReplStatus, []model.R
 		return nil, nil, err
 	}
 	return streams, incoming, nil
-}
-
-func listJSON(ctx context.Context, st *store.Store, prefix string, f func([]byte) error) error {
-	after := ""
-	for {
-		p, err := st.List(ctx, prefix, after, 500)
-		if err != nil {
-			return err
-		}
-		for _, v := range p.Values {
-			if err := f(v); err != nil {
-				return err
-			}
-		}
-		if p.Next == "" {
-			return nil
-		}
-		after = p.Next
-	}
 }

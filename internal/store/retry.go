@@ -182,6 +182,20 @@ func (s *Store) Put(ctx context.Context, key, value string, opts ...clientv3.OpO
 	}))
 }
 
+// Delete removes key in bounded attempts (a delete is idempotent, so one
+// that failed in doubt is retried too) and reports whether it existed.
+func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
+	var deleted bool
+	err := s.read(ctx, func(ctx context.Context) error {
+		resp, err := s.cli.Delete(ctx, key)
+		if err == nil {
+			deleted = deleted || resp.Deleted > 0
+		}
+		return err
+	})
+	return deleted, wrapErr(err)
+}
+
 // Grant grants a lease of ttl (whole seconds) in bounded attempts. A grant
 // that failed in doubt is retried too: a lease nobody uses expires.
 func (s *Store) Grant(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {

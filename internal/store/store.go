@@ -242,6 +242,27 @@ func pageOf(resp *clientv3.GetResponse) Page {
 	return p
 }
 
+// Each calls fn with every value under prefix, in key order, reading a
+// page of 500 at a time; an error of fn stops it and is returned.
+func (s *Store) Each(ctx context.Context, prefix string, fn func(value []byte) error) error {
+	after := ""
+	for {
+		p, err := s.List(ctx, prefix, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, v := range p.Values {
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+		if p.Next == "" {
+			return nil
+		}
+		after = p.Next
+	}
+}
+
 // Keys returns up to limit keys under prefix after after, like List.
 func (s *Store) Keys(ctx context.Context, prefix, after string, limit int) ([]string, string, error) {
 	start := prefix

@@ -192,3 +192,36 @@ func TestGroupCommitKeepsEachTransactionsChecks(t *testing.T) {
 		t.Errorf("counter = %d with %d failed updates; want 200 increments accounted for", n, failed)
 	}
 }
+
+// TestEachAndDelete: Each visits every value under a prefix across pages,
+// in key order, and stops at fn's error; Delete reports whether the key
+// existed.
+func TestEachAndDelete(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	const n = 1203 // three pages of 500
+	for i := range n {
+		if err := s.Put(ctx, fmt.Sprintf("/t/each/%05d", i), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := s.Each(ctx, "/t/each/", func(v []byte) error { got = append(got, string(v)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || got[0] != "0" || got[n-1] != fmt.Sprint(n-1) || got[500] != "500" {
+		t.Fatalf("Each visited %d values (first %q, last %q)", len(got), got[0], got[len(got)-1])
+	}
+	stop := errors.New("stop")
+	visits := 0
+	if err := s.Each(ctx, "/t/each/", func([]byte) error { visits++; return stop }); !errors.Is(err, stop) || visits != 1 {
+		t.Errorf("Each after fn's error: err %v after %d visits", err, visits)
+	}
+	if ok, err := s.Delete(ctx, "/t/each/00000"); err != nil || !ok {
+		t.Errorf("Delete of an existing key = %v, %v", ok, err)
+	}
+	if ok, err := s.Delete(ctx, "/t/each/00000"); err != nil || ok {
+		t.Errorf("Delete of a missing key = %v, %v", ok, err)
+	}
+}
