@@ -29,8 +29,9 @@ const (
 	PathRegionLostWrites = "/opendps/region/lost-writes"
 )
 
-// unbounded returns c with an HTTP client without its overall timeout: a
-// planned failover waits for replication to drain. Bound it with ctx.
+// unbounded returns c with an HTTP client without its overall timeout, for
+// calls that may take long (a planned failover waits for replication to
+// drain; a snapshot streams the whole region). Bound them with ctx.
 func (c *Control) unbounded() *Control {
 	cc := *c
 	hc := *c.hc

@@ -79,9 +79,7 @@ func (c *Control) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	hc := *c.hc
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	resp, err := c.unbounded().hc.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("dpsclient: control API: %w", err)
 	}
